@@ -1,0 +1,6 @@
+//! Entry point of the dashboard: set up the panic hook and mount the app.
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(distillery_app::App);
+}

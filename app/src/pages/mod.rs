@@ -1,0 +1,11 @@
+//! One module per page.
+
+pub mod run;
+pub mod runs;
+
+/// Formats epoch milliseconds as `YYYY-MM-DD HH:MM` in UTC.
+pub fn format_ms(ms: i64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+    let iso: String = date.to_iso_string().into();
+    iso.get(..16).unwrap_or(&iso).replace('T', " ")
+}

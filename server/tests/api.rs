@@ -1,0 +1,73 @@
+//! The API suite, run against SQLite and the real PostgreSQL.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{router, send};
+use distillery_server::Store;
+use serde_json::json;
+
+const VALID_CONFIG: &str = r#"{"teacher": "/m/qwen3", "student": "/m/bge",
+    "train_data": "train.jsonl.gz", "test_data": "test.jsonl.gz"}"#;
+
+async fn health_names_backend(store: Store) {
+    let backend = store.backend().name();
+    let r = router(store);
+    let (status, body) = send(&r, "GET", "/api/v1/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], backend);
+}
+both_backends!(health, health_names_backend);
+
+async fn launch_run_expands_into_stages(store: Store) {
+    let r = router(store);
+    let body = format!(r#"{{"name": "first", "config": {VALID_CONFIG}, "tags": ["demo"]}}"#);
+    let (status, run) = send(&r, "POST", "/api/v1/runs", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["status"], "queued");
+    assert_eq!(run["config"]["batch_size"], 16, "reference default applied");
+    let id = run["id"].as_i64().unwrap();
+
+    let (status, stages) = send(&r, "GET", &format!("/api/v1/runs/{id}/stages"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = stages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 9);
+    assert_eq!(kinds[0], "score_train");
+    assert_eq!(kinds[8], "compare");
+
+    let (status, page) = send(&r, "GET", "/api/v1/runs?limit=10", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["tags"], json!(["demo"]));
+}
+both_backends!(launch, launch_run_expands_into_stages);
+
+async fn bad_input_is_a_4xx_json_error(store: Store) {
+    let r = router(store);
+    let (status, body) = send(&r, "POST", "/api/v1/runs", Some("{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string());
+
+    let bad = r#"{"config": {"teacher": "t", "student": "s", "train_data": "a", "test_data": "b", "lr": -1}}"#;
+    let (status, body) = send(&r, "POST", "/api/v1/runs", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "lr");
+
+    let (status, body) = send(&r, "GET", "/api/v1/runs/999", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "run 999 not found");
+
+    let (status, _) = send(&r, "GET", "/api/v1/runs/abc", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, body) = send(&r, "GET", "/api/v1/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+}
+both_backends!(bad_input, bad_input_is_a_4xx_json_error);

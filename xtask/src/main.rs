@@ -1,0 +1,38 @@
+//! `cargo xtask`: the project's build, demo and test orchestrator.
+//!
+//! - `cargo xtask demo`: install what is missing, build, start the dashboard and run the demo.
+//! - `cargo xtask test`: every check CI runs (fmt, clippy, unit, integration, Postgres,
+//!   wasm build and browser end-to-end tests).
+//! - `cargo xtask setup`: only the installs; `cargo xtask build-app`: only the dashboard.
+
+mod app;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use anyhow::bail;
+
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|build-app>
+
+  demo        install what is missing, start the dashboard (SQLite) and a CPU runner, run the demo
+  test        run every test: fmt, clippy, unit, integration, Postgres, wasm build, browser e2e
+  setup       install the wasm target, wasm-bindgen-cli, npm assets (and chromium with --browser)
+  build-app   build the dashboard into app/dist";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = util::workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("demo") => demo::run(&args[1..]),
+        Some("test") => test::run(&args[1..]),
+        Some("setup") => setup::run(args.iter().any(|a| a == "--browser")),
+        Some("build-app") => app::build(),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown xtask command {other:?}\n\n{USAGE}"),
+    }
+}
