@@ -10,5 +10,6 @@
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod teacher;
 
 pub use error::{Error, Result};
