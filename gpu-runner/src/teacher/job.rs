@@ -3,7 +3,7 @@
 //! Scores are appended in pair order to `<output>.partial` one window at a time, and the file is
 //! synced after every window. A restarted job checks the partial file's lines against the input,
 //! drops a torn last line and continues after the last complete pair; at the end the partial
-//! file is renamed over the output. Scores found in the [`ScoreCache`] are not recomputed.
+//! file is rewritten into the output by [`crate::scores::ScoreWriter`]. Scores found in the [`ScoreCache`] are not recomputed.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +14,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::cache::ScoreCache;
+use crate::scores::ScoreWriter;
 use super::{plan_batches, Batching, Teacher};
 use crate::{Error, Result};
 
@@ -121,8 +122,17 @@ pub fn run(
     }
     file.sync_all().map_err(|e| Error::io(&partial, e))?;
     drop(file);
-    std::fs::rename(&partial, output).map_err(|e| Error::io(output, e))?;
+    finalize(&partial, output)?;
     Ok(report)
+}
+
+/// Rewrites the partial file into `output` in the reference score format (atomically), then
+/// removes the partial file.
+fn finalize(partial: &Path, output: &Path) -> Result<()> {
+    let mut writer = ScoreWriter::create(output)?;
+    crate::scores::for_each_score(partial, |_, rec| writer.write(&rec))?;
+    writer.commit()?;
+    std::fs::remove_file(partial).map_err(|e| Error::io(partial, e))
 }
 
 /// Scores `window[i]` for every `i` in `misses`, in length-bucketed batches.
