@@ -18,20 +18,29 @@ fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert!(x.is_finite() && y.is_finite(), "{what}[{i}]: {x} vs {y}");
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
     }
 }
 
 fn prefix_reuse_matches_full_prompts(teacher: &Teacher, tol: f32) {
     let b = teacher.prompt();
     let full: Vec<Vec<u32>> = PAIRS.iter().map(|(q, p)| b.build(q, p).unwrap()).collect();
-    let rests: Vec<Vec<u32>> = PAIRS.iter().map(|(q, p)| teacher.encode_pair(q, p).unwrap()).collect();
+    let rests: Vec<Vec<u32>> = PAIRS
+        .iter()
+        .map(|(q, p)| teacher.encode_pair(q, p).unwrap())
+        .collect();
     let full_refs: Vec<&[u32]> = full.iter().map(Vec::as_slice).collect();
     let rest_refs: Vec<&[u32]> = rests.iter().map(Vec::as_slice).collect();
     let without = teacher.score_full(&full_refs).unwrap();
     let with = teacher.score_encoded(&rest_refs).unwrap();
     assert_close(&with, &without, tol, "prefix reuse vs none");
-    assert!(without.windows(2).any(|w| w[0] != w[1]), "scores differ between pairs: {without:?}");
+    assert!(
+        without.windows(2).any(|w| w[0] != w[1]),
+        "scores differ between pairs: {without:?}"
+    );
 }
 
 #[test]
@@ -41,7 +50,10 @@ fn prefix_reuse_equals_no_reuse_in_f32() {
 
 #[test]
 fn prefix_reuse_equals_no_reuse_in_bf16() {
-    let options = TeacherOptions { dtype: DType::BF16, ..TeacherOptions::default() };
+    let options = TeacherOptions {
+        dtype: DType::BF16,
+        ..TeacherOptions::default()
+    };
     let teacher = Teacher::load(teacher_support::tiny_model_dir(), options).unwrap();
     prefix_reuse_matches_full_prompts(&teacher, 5e-2);
 }
@@ -60,29 +72,55 @@ fn batched_scores_equal_single_scores() {
 fn canary_passes_on_the_tiny_model_and_catches_broken_scores() {
     let report = teacher_support::tiny_teacher().canary().unwrap();
     assert_eq!((report.relevant.len(), report.irrelevant.len()), (3, 3));
-    let nan = CanaryReport { relevant: vec![1.0, f32::NAN], irrelevant: vec![0.0] };
+    let nan = CanaryReport {
+        relevant: vec![1.0, f32::NAN],
+        irrelevant: vec![0.0],
+    };
     assert!(nan.check().unwrap_err().to_string().contains("NaN"));
-    let flat = CanaryReport { relevant: vec![0.5; 3], irrelevant: vec![0.5; 3] };
-    assert!(flat.check().unwrap_err().to_string().contains("every built-in pair"));
+    let flat = CanaryReport {
+        relevant: vec![0.5; 3],
+        irrelevant: vec![0.5; 3],
+    };
+    assert!(flat
+        .check()
+        .unwrap_err()
+        .to_string()
+        .contains("every built-in pair"));
 }
 
 #[test]
 fn identity_changes_with_the_weights() {
     let a = teacher_support::tiny_teacher();
     let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "tokenizer.json", "model.safetensors.index.json"] {
-        std::fs::copy(teacher_support::tiny_model_dir().join(f), dir.path().join(f)).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors.index.json",
+    ] {
+        std::fs::copy(
+            teacher_support::tiny_model_dir().join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
     }
     let index = std::fs::read_to_string(dir.path().join("model.safetensors.index.json")).unwrap();
     assert!(index.contains("model-00002-of-00002.safetensors"));
-    for f in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
-        std::fs::copy(teacher_support::tiny_model_dir().join(f), dir.path().join(f)).unwrap();
+    for f in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
+        std::fs::copy(
+            teacher_support::tiny_model_dir().join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
     }
     let b = Teacher::load(dir.path(), TeacherOptions::default()).unwrap();
     assert_eq!(a.identity(), b.identity());
     // The identity is config plus safetensors headers (spec): a config change must show.
     let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
     cfg["rope_theta"] = serde_json::json!(10000.0);
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
     let c = Teacher::load(dir.path(), TeacherOptions::default()).unwrap();
@@ -96,5 +134,8 @@ fn a_tokenizer_without_the_special_tokens_is_rejected() {
         "model":{"type":"WordLevel","vocab":{"yes":0,"no":1,"[UNK]":2},"unk_token":"[UNK]"}}"#;
     let tok: tokenizers::Tokenizer = json.parse().unwrap();
     let err = SpecialTokens::check(&tok).unwrap_err().to_string();
-    assert!(err.contains("<|im_start|>") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("<|im_start|>") && err.contains("missing"),
+        "{err}"
+    );
 }

@@ -24,7 +24,10 @@ struct GoldenPair {
 }
 
 fn golden() -> Golden {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/goldens/teacher_tiny.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/goldens/teacher_tiny.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -37,22 +40,38 @@ fn tiny_teacher_matches_transformers_within_1e4() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&config))
     };
-    assert_eq!(sha, golden.config_sha256, "the tiny preset changed: regenerate the goldens");
+    assert_eq!(
+        sha, golden.config_sha256,
+        "the tiny preset changed: regenerate the goldens"
+    );
 
     let teacher = teacher_support::tiny_teacher();
     assert_eq!(teacher.prompt().prefix_ids(), golden.prefix_ids);
     assert_eq!(teacher.prompt().suffix_ids(), golden.suffix_ids);
-    let pairs: Vec<(&str, &str)> =
-        golden.pairs.iter().map(|p| (p.query.as_str(), p.passage.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = golden
+        .pairs
+        .iter()
+        .map(|p| (p.query.as_str(), p.passage.as_str()))
+        .collect();
     for (p, (q, d)) in golden.pairs.iter().zip(&pairs) {
-        assert_eq!(teacher.prompt().build(q, d).unwrap(), p.ids, "prompt ids of {q:?}");
+        assert_eq!(
+            teacher.prompt().build(q, d).unwrap(),
+            p.ids,
+            "prompt ids of {q:?}"
+        );
     }
     let scores = teacher.score_pairs(&pairs, Batching::Tokens(4096)).unwrap();
     let mut worst = 0.0f32;
     for (p, s) in golden.pairs.iter().zip(&scores) {
         worst = worst.max((s - p.score).abs());
     }
-    assert!(worst <= 1e-4, "max |rust − transformers| = {worst}; scores {scores:?}");
+    assert!(
+        worst <= 1e-4,
+        "max |rust − transformers| = {worst}; scores {scores:?}"
+    );
     let spread = scores.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-    assert!(spread > 0.1, "goldens must not be trivially small: {scores:?}");
+    assert!(
+        spread > 0.1,
+        "goldens must not be trivially small: {scores:?}"
+    );
 }

@@ -17,8 +17,14 @@ const PREFIX_IDS: [u32; 39] = [
 const SUFFIX_IDS: [u32; 9] = [151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271];
 
 const SAMPLES: [(&str, &str); 6] = [
-    ("How do I reverse a list in Python?", "Use list.reverse() or reversed(lst)."),
-    ("如何在Python中读取文件？", "使用 open() 函数并配合 with 语句。"),
+    (
+        "How do I reverse a list in Python?",
+        "Use list.reverse() or reversed(lst).",
+    ),
+    (
+        "如何在Python中读取文件？",
+        "使用 open() 函数并配合 with 语句。",
+    ),
     ("Emoji 😀 in Java", "s.codePointAt(i)\n\nhandles surrogates"),
     ("", ""),
     ("  spaces  ", "\ttabs and trailing newline\n"),
@@ -26,8 +32,13 @@ const SAMPLES: [(&str, &str); 6] = [
 ];
 
 fn builder(variant: PromptVariant, max_length: usize) -> PromptBuilder {
-    PromptBuilder::new(teacher_support::tokenizer(), variant, DEFAULT_INSTRUCTION, max_length)
-        .unwrap()
+    PromptBuilder::new(
+        teacher_support::tokenizer(),
+        variant,
+        DEFAULT_INSTRUCTION,
+        max_length,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -83,13 +94,20 @@ fn official_truncates_only_the_middle() {
     assert_eq!(&ids[91..], SUFFIX_IDS);
     let short = b.build("q", "short").unwrap();
     assert!(short.len() < 100);
-    assert_eq!(short, builder(PromptVariant::Official, 8192).build("q", "short").unwrap());
+    assert_eq!(
+        short,
+        builder(PromptVariant::Official, 8192)
+            .build("q", "short")
+            .unwrap()
+    );
 }
 
 #[test]
 fn seed_compat_cuts_the_rendered_prompt_then_appends_the_suffix() {
     let long_doc = "word ".repeat(500);
-    let ids = builder(PromptVariant::SeedCompat, 100).build("q", &long_doc).unwrap();
+    let ids = builder(PromptVariant::SeedCompat, 100)
+        .build("q", &long_doc)
+        .unwrap();
     assert_eq!(ids.len(), 109);
     assert_eq!(&ids[100..], SUFFIX_IDS);
     assert_ne!(ids[98..100], [151645, 198], "the rendered turn end was cut");

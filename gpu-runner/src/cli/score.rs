@@ -97,17 +97,20 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let cache = if args.no_cache {
         None
     } else {
-        Some(args.cache.clone().unwrap_or_else(|| {
-            args.output
-                .with_file_name("teacher-score-cache.jsonl")
-        }))
+        Some(
+            args.cache
+                .clone()
+                .unwrap_or_else(|| args.output.with_file_name("teacher-score-cache.jsonl")),
+        )
     };
-    let job_options = JobOptions { batching, window: args.window, cache };
-    let bar = ProgressBar::new(pairs.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}  {msg}",
-        )?,
-    );
+    let job_options = JobOptions {
+        batching,
+        window: args.window,
+        cache,
+    };
+    let bar = ProgressBar::new(pairs.len() as u64).with_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}  {msg}",
+    )?);
     let report = job::run(&teacher, pairs, &args.output, &job_options, &bar)?;
     bar.finish();
     tracing::info!(

@@ -75,11 +75,8 @@ impl ScoreCache {
             .append(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        let mut writer = BufWriter::new(file);
-        // A torn last line from a crash gets its own line ending so new entries stay parseable.
-        if ends_without_newline(path)? {
-            writer.write_all(b"\n").map_err(|e| Error::io(path, e))?;
-        }
+        drop_torn_tail(path, &file)?;
+        let writer = BufWriter::new(file);
         Ok(ScoreCache {
             path: path.to_path_buf(),
             scores,
@@ -120,9 +117,14 @@ impl ScoreCache {
     }
 }
 
-fn ends_without_newline(path: &Path) -> Result<bool> {
+/// Cuts a torn last line (a crash mid-write) so that new entries start on a fresh line.
+fn drop_torn_tail(path: &Path, file: &File) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(bytes.last().is_some_and(|b| *b != b'\n'))
+    if bytes.last().is_some_and(|b| *b != b'\n') {
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        file.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 fn read_entries(path: &Path) -> Result<HashMap<String, f64>> {
@@ -176,11 +178,26 @@ mod tests {
         assert_ne!(k, base.key("q", "p2"));
         assert_ne!(k, base.key("qp", ""));
         let variants = [
-            ScoreSetting { teacher: "abd".into(), ..setting() },
-            ScoreSetting { prompt: "seed-compat".into(), ..setting() },
-            ScoreSetting { instruction: "other".into(), ..setting() },
-            ScoreSetting { max_length: 512, ..setting() },
-            ScoreSetting { dtype: "bf16".into(), ..setting() },
+            ScoreSetting {
+                teacher: "abd".into(),
+                ..setting()
+            },
+            ScoreSetting {
+                prompt: "seed-compat".into(),
+                ..setting()
+            },
+            ScoreSetting {
+                instruction: "other".into(),
+                ..setting()
+            },
+            ScoreSetting {
+                max_length: 512,
+                ..setting()
+            },
+            ScoreSetting {
+                dtype: "bf16".into(),
+                ..setting()
+            },
         ];
         for v in variants {
             assert_ne!(k, v.key("q", "p"), "{v:?}");
@@ -200,7 +217,10 @@ mod tests {
         f.write_all(b"{\"key\":\"c\",\"sc").unwrap();
         drop(f);
         let mut c = ScoreCache::open(&path).unwrap();
-        assert_eq!((c.get("a"), c.get("b"), c.get("c")), (Some(1.5), Some(-2.0), None));
+        assert_eq!(
+            (c.get("a"), c.get("b"), c.get("c")),
+            (Some(1.5), Some(-2.0), None)
+        );
         c.insert("d".into(), 0.25).unwrap();
         c.flush().unwrap();
         drop(c);

@@ -14,8 +14,8 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::cache::ScoreCache;
-use crate::scores::ScoreWriter;
 use super::{plan_batches, Batching, Teacher};
+use crate::scores::ScoreWriter;
 use crate::{Error, Result};
 
 /// One line of the reference score format, keys in the reference order.
@@ -50,7 +50,10 @@ pub struct JobReport {
 pub fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
     let bad = || format!("--shard {s:?}: expected i/n with 0 <= i < n, e.g. 0/4");
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n) = (i.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+    let (i, n) = (
+        i.trim().parse::<usize>().map_err(|_| bad())?,
+        n.trim().parse::<usize>().map_err(|_| bad())?,
+    );
     if n == 0 || i >= n {
         return Err(bad());
     }
@@ -65,7 +68,10 @@ pub fn shard_range(total: usize, i: usize, n: usize) -> Range<usize> {
 
 /// The partial file beside `output`.
 pub fn partial_path(output: &Path) -> PathBuf {
-    let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = output
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".partial");
     output.with_file_name(name)
 }
@@ -88,31 +94,51 @@ pub fn run(
         .map_err(|e| Error::io(&partial, e))?;
     progress.set_length(pairs.len() as u64);
     progress.set_position(resumed as u64);
-    let mut report = JobReport { total: pairs.len(), resumed, from_cache: 0, computed: 0 };
+    let mut report = JobReport {
+        total: pairs.len(),
+        resumed,
+        from_cache: 0,
+        computed: 0,
+    };
     let mut start = resumed;
     while start < pairs.len() {
         let end = (start + options.window.max(1)).min(pairs.len());
         let window = &pairs[start..end];
         let keys: Vec<String> = window.iter().map(|(q, p)| setting.key(q, p)).collect();
-        let mut scores: Vec<Option<f64>> =
-            keys.iter().map(|k| cache.as_ref().and_then(|c| c.get(k))).collect();
+        let mut scores: Vec<Option<f64>> = keys
+            .iter()
+            .map(|k| cache.as_ref().and_then(|c| c.get(k)))
+            .collect();
         let hits = scores.iter().filter(|s| s.is_some()).count();
         report.from_cache += hits;
         progress.inc(hits as u64);
         let misses: Vec<usize> = (0..window.len()).filter(|&i| scores[i].is_none()).collect();
-        score_misses(teacher, window, &misses, options.batching, &mut scores, progress)?;
+        score_misses(
+            teacher,
+            window,
+            &misses,
+            options.batching,
+            &mut scores,
+            progress,
+        )?;
         report.computed += misses.len();
         let mut text = String::new();
         for (((q, p), key), score) in window.iter().zip(keys).zip(&scores) {
-            let score = score.ok_or_else(|| Error::Other("internal: a pair was not scored".into()))?;
+            let score =
+                score.ok_or_else(|| Error::Other("internal: a pair was not scored".into()))?;
             if let Some(c) = cache.as_mut() {
                 c.insert(key, score)?;
             }
-            let line = ScoreLine { query: q.into(), passage: p.into(), score };
+            let line = ScoreLine {
+                query: q.into(),
+                passage: p.into(),
+                score,
+            };
             text.push_str(&serde_json::to_string(&line).map_err(|e| Error::Other(e.to_string()))?);
             text.push('\n');
         }
-        file.write_all(text.as_bytes()).map_err(|e| Error::io(&partial, e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&partial, e))?;
         file.sync_data().map_err(|e| Error::io(&partial, e))?;
         if let Some(c) = cache.as_mut() {
             c.flush()?;
@@ -182,7 +208,9 @@ fn resume_point(partial: &Path, pairs: &[(String, String)]) -> Result<usize> {
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::io(partial, e))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(partial, e))?;
         if n == 0 || buf.last() != Some(&b'\n') {
             break; // end of file, or a torn last line from a crash
         }
@@ -204,7 +232,10 @@ fn resume_point(partial: &Path, pairs: &[(String, String)]) -> Result<usize> {
         n_done += 1;
         valid_bytes += n as u64;
     }
-    let f = OpenOptions::new().write(true).open(partial).map_err(|e| Error::io(partial, e))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(partial)
+        .map_err(|e| Error::io(partial, e))?;
     f.set_len(valid_bytes).map_err(|e| Error::io(partial, e))?;
     Ok(n_done)
 }
@@ -246,13 +277,20 @@ mod tests {
         assert_eq!(kept.lines().count(), 1);
         assert!(kept.ends_with('\n'));
 
-        std::fs::write(&partial, "{\"query\":\"q\",\"passage\":\"other\",\"score\":1.0}\n").unwrap();
+        std::fs::write(
+            &partial,
+            "{\"query\":\"q\",\"passage\":\"other\",\"score\":1.0}\n",
+        )
+        .unwrap();
         let err = resume_point(&partial, &pairs).unwrap_err().to_string();
         assert!(err.contains(":1: query"), "{err}");
     }
 
     #[test]
     fn partial_path_appends_suffix() {
-        assert_eq!(partial_path(Path::new("out/s.jsonl")), Path::new("out/s.jsonl.partial"));
+        assert_eq!(
+            partial_path(Path::new("out/s.jsonl")),
+            Path::new("out/s.jsonl.partial")
+        );
     }
 }

@@ -104,8 +104,7 @@ impl Teacher {
     /// Loads the model directory `dir` and checks its tokenizer.
     pub fn load(dir: &Path, options: TeacherOptions) -> Result<Teacher> {
         let config_path = dir.join("config.json");
-        let config_bytes =
-            std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config_bytes = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let cfg: Config = serde_json::from_slice(&config_bytes).map_err(|e| Error::Model {
             path: config_path.clone(),
             message: format!("not a Qwen3 config: {e}"),
@@ -120,7 +119,10 @@ impl Teacher {
             if id as usize >= cfg.vocab_size {
                 return Err(Error::Model {
                     path: config_path.clone(),
-                    message: format!("token {name:?} = {id} is outside vocab_size {}", cfg.vocab_size),
+                    message: format!(
+                        "token {name:?} = {id} is outside vocab_size {}",
+                        cfg.vocab_size
+                    ),
                 });
             }
         }
@@ -129,18 +131,34 @@ impl Teacher {
         // SAFETY: the files are memory-mapped read-only; the caller must not modify them while
         // the teacher is loaded (the usual contract of candle's mmaped loading).
         let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&shards)? };
-        let head = if cfg.tie_word_embeddings { "model.embed_tokens.weight" } else { "lm_head.weight" };
-        let score_weight = score_rows(&st, head, &cfg, special)
-            .map_err(|e| Error::Model { path: dir.to_path_buf(), message: format!("{head}: {e}") })?;
+        let head = if cfg.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let score_weight = score_rows(&st, head, &cfg, special).map_err(|e| Error::Model {
+            path: dir.to_path_buf(),
+            message: format!("{head}: {e}"),
+        })?;
         let vb = VarBuilder::from_backend(Box::new(st), options.dtype, options.device.clone());
         let model = Qwen3Scorer::load(&cfg, vb, score_weight).map_err(|e| Error::Model {
             path: dir.to_path_buf(),
             message: format!("cannot load Qwen3 weights: {e}"),
         })?;
-        let prompt =
-            PromptBuilder::new(tokenizer, options.prompt, &options.instruction, options.max_length)?;
+        let prompt = PromptBuilder::new(
+            tokenizer,
+            options.prompt,
+            &options.instruction,
+            options.max_length,
+        )?;
         let prefix_kv = model.prefix(prompt.shared_ids())?;
-        Ok(Teacher { model, prompt, prefix_kv, identity, options })
+        Ok(Teacher {
+            model,
+            prompt,
+            prefix_kv,
+            identity,
+            options,
+        })
     }
 
     /// Hex SHA-256 of `config.json` and every shard's safetensors header.
@@ -190,7 +208,10 @@ impl Teacher {
             .iter()
             .map(|(q, p)| self.encode_pair(q, p))
             .collect::<Result<Vec<_>>>()?;
-        let lengths: Vec<usize> = rests.iter().map(|r| r.len() + self.prefix_kv.len()).collect();
+        let lengths: Vec<usize> = rests
+            .iter()
+            .map(|r| r.len() + self.prefix_kv.len())
+            .collect();
         let mut scores = vec![0.0f32; pairs.len()];
         for batch in plan_batches(&lengths, batching) {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| rests[i].as_slice()).collect();
@@ -205,9 +226,16 @@ impl Teacher {
     pub fn canary(&self) -> Result<CanaryReport> {
         let pairs: Vec<(&str, &str)> = CANARY.iter().map(|(q, p, _)| (*q, *p)).collect();
         let scores = self.score_pairs(&pairs, Batching::Size(CANARY.len()))?;
-        let mut report = CanaryReport { relevant: Vec::new(), irrelevant: Vec::new() };
+        let mut report = CanaryReport {
+            relevant: Vec::new(),
+            irrelevant: Vec::new(),
+        };
         for ((_, _, relevant), s) in CANARY.iter().zip(scores) {
-            if *relevant { report.relevant.push(s) } else { report.irrelevant.push(s) }
+            if *relevant {
+                report.relevant.push(s)
+            } else {
+                report.irrelevant.push(s)
+            }
         }
         report.check()?;
         Ok(report)
@@ -216,12 +244,36 @@ impl Teacher {
 
 /// Built-in (query, passage, relevant) pairs for the fidelity canary.
 const CANARY: [(&str, &str, bool); 6] = [
-    ("How do I reverse a list in Python?", "Use list.reverse() to reverse a Python list in place, or reversed(lst) for an iterator.", true),
-    ("How do I reverse a list in Python?", "The best chocolate cake needs butter, sugar, eggs and dark cocoa.", false),
-    ("Convert a String to an int in Java", "Integer.parseInt(s) converts a Java String to an int.", true),
-    ("Convert a String to an int in Java", "The Eiffel Tower is 330 metres tall and stands in Paris.", false),
-    ("How to deep clone an object in JavaScript?", "structuredClone(obj) makes a deep copy of a JavaScript object.", true),
-    ("How to deep clone an object in JavaScript?", "Tomatoes grow best in warm weather with plenty of sun.", false),
+    (
+        "How do I reverse a list in Python?",
+        "Use list.reverse() to reverse a Python list in place, or reversed(lst) for an iterator.",
+        true,
+    ),
+    (
+        "How do I reverse a list in Python?",
+        "The best chocolate cake needs butter, sugar, eggs and dark cocoa.",
+        false,
+    ),
+    (
+        "Convert a String to an int in Java",
+        "Integer.parseInt(s) converts a Java String to an int.",
+        true,
+    ),
+    (
+        "Convert a String to an int in Java",
+        "The Eiffel Tower is 330 metres tall and stands in Paris.",
+        false,
+    ),
+    (
+        "How to deep clone an object in JavaScript?",
+        "structuredClone(obj) makes a deep copy of a JavaScript object.",
+        true,
+    ),
+    (
+        "How to deep clone an object in JavaScript?",
+        "Tomatoes grow best in warm weather with plenty of sun.",
+        false,
+    ),
 ];
 
 /// Canary scores, split by whether the passage is relevant.
@@ -234,7 +286,12 @@ pub struct CanaryReport {
 impl CanaryReport {
     /// Fails if any score is not finite or all scores are equal (a broken teacher).
     pub fn check(&self) -> Result<()> {
-        let all: Vec<f32> = self.relevant.iter().chain(&self.irrelevant).copied().collect();
+        let all: Vec<f32> = self
+            .relevant
+            .iter()
+            .chain(&self.irrelevant)
+            .copied()
+            .collect();
         if let Some(bad) = all.iter().find(|s| !s.is_finite()) {
             return Err(Error::Other(format!(
                 "teacher canary failed: a built-in pair scored {bad}; the weights or dtype are \
@@ -323,7 +380,10 @@ fn identity_hash(config: &[u8], shards: &[PathBuf]) -> Result<String> {
         f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
         let n = u64::from_le_bytes(len);
         if n > 100 << 20 {
-            return Err(Error::Model { path: path.clone(), message: format!("safetensors header of {n} bytes is implausible") });
+            return Err(Error::Model {
+                path: path.clone(),
+                message: format!("safetensors header of {n} bytes is implausible"),
+            });
         }
         let mut header = vec![0u8; n as usize];
         f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
@@ -346,13 +406,19 @@ fn score_rows(
     let view = st.get(name)?;
     let dtype = DType::try_from(view.dtype())?;
     if view.shape() != [cfg.vocab_size, cfg.hidden_size] {
-        candle_core::bail!("shape {:?}, expected [{}, {}]", view.shape(), cfg.vocab_size, cfg.hidden_size);
+        candle_core::bail!(
+            "shape {:?}, expected [{}, {}]",
+            view.shape(),
+            cfg.vocab_size,
+            cfg.hidden_size
+        );
     }
     let row_bytes = cfg.hidden_size * dtype.size_in_bytes();
     let row = |id: u32| -> candle_core::Result<Tensor> {
         let start = id as usize * row_bytes;
         let bytes = &view.data()[start..start + row_bytes];
-        Tensor::from_raw_buffer(bytes, dtype, &[cfg.hidden_size], &Device::Cpu)?.to_dtype(DType::F32)
+        Tensor::from_raw_buffer(bytes, dtype, &[cfg.hidden_size], &Device::Cpu)?
+            .to_dtype(DType::F32)
     };
     row(special.yes)? - row(special.no)?
 }

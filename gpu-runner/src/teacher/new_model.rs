@@ -123,7 +123,11 @@ fn tensor_specs(cfg: &Config) -> Vec<Spec> {
         shape: vec![out, inp],
         init: Init::Spread(1.0 / (inp as f32).sqrt()),
     };
-    let norm = |name: String, n: usize| Spec { name, shape: vec![n], init: Init::NearOne };
+    let norm = |name: String, n: usize| Spec {
+        name,
+        shape: vec![n],
+        init: Init::NearOne,
+    };
     let mut specs = vec![Spec {
         name: "model.embed_tokens.weight".into(),
         shape: vec![cfg.vocab_size, h],
@@ -170,7 +174,9 @@ fn generate(spec: &Spec, seed: u64, dtype: DType) -> Result<Tensor> {
             let a = std * 3f32.sqrt();
             (0..n).map(|_| rng.random_range(-a..a)).collect()
         }
-        Init::NearOne => (0..n).map(|_| 1.0 + rng.random_range(-0.1f32..0.1)).collect(),
+        Init::NearOne => (0..n)
+            .map(|_| 1.0 + rng.random_range(-0.1f32..0.1))
+            .collect(),
     };
     Ok(Tensor::from_vec(values, spec.shape.as_slice(), &Device::Cpu)?.to_dtype(dtype)?)
 }
@@ -233,8 +239,15 @@ fn write_config(cfg: &Config, dtype: DType, path: &Path) -> Result<()> {
     let mut json = serde_json::to_value(cfg)
         .map_err(|e| Error::Other(format!("cannot encode config: {e}")))?;
     if let Some(obj) = json.as_object_mut() {
-        let torch_dtype = if dtype == DType::F32 { "float32" } else { "bfloat16" };
-        obj.insert("architectures".into(), serde_json::json!(["Qwen3ForCausalLM"]));
+        let torch_dtype = if dtype == DType::F32 {
+            "float32"
+        } else {
+            "bfloat16"
+        };
+        obj.insert(
+            "architectures".into(),
+            serde_json::json!(["Qwen3ForCausalLM"]),
+        );
         obj.insert("model_type".into(), "qwen3".into());
         obj.insert("torch_dtype".into(), torch_dtype.into());
         obj.insert("bos_token_id".into(), 151_643.into());
@@ -259,7 +272,11 @@ mod tests {
 
     #[test]
     fn presets_parse_and_validate() {
-        for p in [Preset::Tiny, Preset::Qwen3Reranker0_6b, Preset::Qwen3Reranker8b] {
+        for p in [
+            Preset::Tiny,
+            Preset::Qwen3Reranker0_6b,
+            Preset::Qwen3Reranker8b,
+        ] {
             assert_eq!(p.to_string().parse::<Preset>(), Ok(p));
             assert_eq!(p.config().validate(), Ok(()));
         }
@@ -269,7 +286,10 @@ mod tests {
     #[test]
     fn the_8b_preset_has_the_spec_parameter_count() {
         let cfg = Preset::Qwen3Reranker8b.config();
-        let n: usize = tensor_specs(&cfg).iter().map(|s| s.shape.iter().product::<usize>()).sum();
+        let n: usize = tensor_specs(&cfg)
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
         // 36 layers of 4096²·2 + 1024·4096·2 + 3·4096·12288 + norms, plus two vocab matrices.
         let layer = 2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 4096 * 12288 + 2 * 4096 + 2 * 128;
         assert_eq!(n, 36 * layer + 2 * VOCAB * 4096 + 4096);
@@ -281,9 +301,18 @@ mod tests {
         let specs = tensor_specs(&cfg);
         let shards = split_into_shards(&specs, DType::F32, Preset::Tiny.max_shard_bytes());
         assert_eq!(shards.len(), 2);
-        let a = generate(&specs[1], 7, DType::F32).unwrap().to_vec1::<f32>().unwrap();
-        let b = generate(&specs[1], 7, DType::F32).unwrap().to_vec1::<f32>().unwrap();
-        let c = generate(&specs[1], 8, DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        let a = generate(&specs[1], 7, DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = generate(&specs[1], 7, DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let c = generate(&specs[1], 8, DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

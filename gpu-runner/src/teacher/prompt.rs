@@ -187,10 +187,7 @@ impl PromptBuilder {
 
     /// The full prompt ids of one (query, document) pair.
     pub fn build(&self, query: &str, doc: &str) -> Result<Vec<u32>> {
-        let middle = encode(
-            &self.tokenizer,
-            &middle_text(&self.instruction, query, doc),
-        )?;
+        let middle = encode(&self.tokenizer, &middle_text(&self.instruction, query, doc))?;
         let ids = match self.variant {
             PromptVariant::Official => {
                 let budget = self.max_length - self.prefix.len() - self.suffix.len();

@@ -49,7 +49,10 @@ impl Config {
     /// Rejects settings this implementation does not support, with the reason.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.hidden_act != "silu" {
-            return Err(format!("hidden_act {:?} is not supported (only silu)", self.hidden_act));
+            return Err(format!(
+                "hidden_act {:?} is not supported (only silu)",
+                self.hidden_act
+            ));
         }
         if self.attention_bias {
             return Err("attention_bias = true is not supported".into());
@@ -99,7 +102,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
     let groups = h / hkv;
     let dtype = q.dtype();
     let q = q.reshape((b, hkv, groups * l, dh))?;
-    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = (q.matmul(&k.contiguous()?.t()?)? * scale)?;
     let mask = causal_mask(l, s, q.device())?;
     let scores = scores
         .to_dtype(DType::F32)?
@@ -115,7 +118,15 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
 fn causal_mask(l: usize, s: usize, device: &Device) -> Result<Tensor> {
     let offset = s - l;
     let data: Vec<f32> = (0..l)
-        .flat_map(|i| (0..s).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..s).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(data, (l, s), device)
 }
@@ -369,9 +380,7 @@ impl Qwen3Scorer {
             .map(|i| Qwen3DecoderLayer::load(cfg, vbm.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let norm = Qwen3RMSNorm::load(cfg.hidden_size, cfg.rms_norm_eps, vbm.pp("norm"))?;
-        let score_weight = score_weight
-            .to_dtype(DType::F32)?
-            .to_device(vb.device())?;
+        let score_weight = score_weight.to_dtype(DType::F32)?.to_device(vb.device())?;
         Ok(Self {
             embed_tokens,
             layers,
@@ -392,7 +401,9 @@ impl Qwen3Scorer {
             });
         }
         let (cos, sin) = self.rotary.cos_sin(0, ids.len(), self.dtype, dev)?;
-        let mut x = Tensor::new(ids, dev)?.unsqueeze(0)?.apply(&self.embed_tokens)?;
+        let mut x = Tensor::new(ids, dev)?
+            .unsqueeze(0)?
+            .apply(&self.embed_tokens)?;
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let (y, k, v) = layer.forward(&x, &cos, &sin, None)?;
@@ -443,6 +454,8 @@ impl Qwen3Scorer {
             .index_select(&last, 0)?
             .apply(&self.norm)?
             .to_dtype(DType::F32)?;
-        h.broadcast_mul(&self.score_weight)?.sum(1)?.to_vec1::<f32>()
+        h.broadcast_mul(&self.score_weight)?
+            .sum(1)?
+            .to_vec1::<f32>()
     }
 }
