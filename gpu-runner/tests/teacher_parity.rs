@@ -65,6 +65,10 @@ fn tiny_teacher_matches_transformers_within_1e4() {
     for (p, s) in golden.pairs.iter().zip(&scores) {
         worst = worst.max((s - p.score).abs());
     }
+    eprintln!(
+        "max |rust − transformers| over {} pairs: {worst:e}",
+        scores.len()
+    );
     assert!(
         worst <= 1e-4,
         "max |rust − transformers| = {worst}; scores {scores:?}"

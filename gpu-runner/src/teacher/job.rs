@@ -85,6 +85,9 @@ pub fn run(
     progress: &ProgressBar,
 ) -> Result<JobReport> {
     let partial = partial_path(output);
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let resumed = resume_point(&partial, pairs)?;
     let mut cache = options.cache.as_deref().map(ScoreCache::open).transpose()?;
     let setting = teacher.setting();
