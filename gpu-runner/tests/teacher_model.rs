@@ -89,7 +89,7 @@ fn canary_passes_on_the_tiny_model_and_catches_broken_scores() {
 }
 
 #[test]
-fn identity_changes_with_the_weights() {
+fn identity_follows_config_and_safetensors_headers() {
     let a = teacher_support::tiny_teacher();
     let dir = tempfile::tempdir().unwrap();
     for f in [

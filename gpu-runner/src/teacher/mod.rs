@@ -61,7 +61,7 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
 /// How scoring batches are sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Batching {
-    /// At most this many (padded) tokens per batch.
+    /// At most this many padded tokens per batch, not counting the shared prefix.
     Tokens(usize),
     /// At most this many pairs per batch.
     Size(usize),
@@ -208,10 +208,7 @@ impl Teacher {
             .iter()
             .map(|(q, p)| self.encode_pair(q, p))
             .collect::<Result<Vec<_>>>()?;
-        let lengths: Vec<usize> = rests
-            .iter()
-            .map(|r| r.len() + self.prefix_kv.len())
-            .collect();
+        let lengths: Vec<usize> = rests.iter().map(Vec::len).collect();
         let mut scores = vec![0.0f32; pairs.len()];
         for batch in plan_batches(&lengths, batching) {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| rests[i].as_slice()).collect();
@@ -421,4 +418,32 @@ fn score_rows(
             .to_dtype(DType::F32)
     };
     row(special.yes)? - row(special.no)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_length_sorted_and_respect_budgets() {
+        let lengths = [5, 1, 9, 3, 3, 20];
+        let by_size = plan_batches(&lengths, Batching::Size(2));
+        assert_eq!(by_size, vec![vec![1, 3], vec![4, 0], vec![2, 5]]);
+        let by_tokens = plan_batches(&lengths, Batching::Tokens(10));
+        assert_eq!(by_tokens, vec![vec![1, 3, 4], vec![0], vec![2], vec![5]]);
+        for batch in &by_tokens {
+            let longest = batch.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(batch.len() == 1 || batch.len() * longest <= 10);
+        }
+        let mut all: Vec<usize> = by_tokens.concat();
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn dtypes_parse() {
+        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        assert_eq!(dtype_name(parse_dtype("f16").unwrap()), "f16");
+        assert!(parse_dtype("f64").is_err());
+    }
 }
