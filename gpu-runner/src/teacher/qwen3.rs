@@ -95,21 +95,21 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 /// Causal grouped-query attention with an optional longer key range.
 ///
 /// `q`: `[B, H, L, Dh]` (contiguous); `k`, `v`: `[B, Hkv, S, Dh]` with `S = P + L`, where the
-/// first `P` keys are a shared prefix every query may see. Query head `h` uses key/value head
-/// `h / (H / Hkv)` (transformers' `repeat_kv`). Scores are scaled in the activation dtype, the
-/// softmax runs in f32 and is cast back. Returns `[B, H, L, Dh]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+/// first `P` keys are a shared prefix every query may see; `mask` is the additive f32
+/// [`causal_mask`] `[L, S]`. Query head `h` uses key/value head `h / (H / Hkv)` (transformers'
+/// `repeat_kv`). Scores are scaled in the activation dtype, the softmax runs in f32 and is cast
+/// back. Returns `[B, H, L, Dh]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let (b, h, l, dh) = q.dims4()?;
     let (_, hkv, s, _) = k.dims4()?;
     let groups = h / hkv;
     let dtype = q.dtype();
     let q = q.reshape((b, hkv, groups * l, dh))?;
     let scores = (q.matmul(&k.contiguous()?.t()?)? * scale)?;
-    let mask = causal_mask(l, s, q.device())?;
     let scores = scores
         .to_dtype(DType::F32)?
         .reshape((b, hkv, groups, l, s))?
-        .broadcast_add(&mask)?;
+        .broadcast_add(mask)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?
         .to_dtype(dtype)?
         .reshape((b, hkv, groups * l, s))?;
@@ -117,7 +117,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
 }
 
 /// Additive f32 mask `[L, S]`: query `i` sees keys `0 ..= S − L + i`.
-fn causal_mask(l: usize, s: usize, device: &Device) -> Result<Tensor> {
+pub fn causal_mask(l: usize, s: usize, device: &Device) -> Result<Tensor> {
     let offset = s - l;
     let data: Vec<f32> = (0..l)
         .flat_map(|i| {
@@ -270,8 +270,7 @@ impl Qwen3Attention {
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin, mask): (&Tensor, &Tensor, &Tensor),
         past: Option<&(Tensor, Tensor)>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, l, _) = x.dims3()?;
@@ -289,7 +288,7 @@ impl Qwen3Attention {
             None => (k.clone(), v.clone()),
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let out = attention(&q, &k_all, &v_all, scale)?;
+        let out = attention(&q, &k_all, &v_all, mask, scale)?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, l, self.n_heads * self.head_dim))?
@@ -324,13 +323,12 @@ impl Qwen3DecoderLayer {
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        tables: (&Tensor, &Tensor, &Tensor),
         past: Option<&(Tensor, Tensor)>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (attn, k, v) =
             self.self_attn
-                .forward(&x.apply(&self.input_layernorm)?, cos, sin, past)?;
+                .forward(&x.apply(&self.input_layernorm)?, tables, past)?;
         let x = (x + attn)?;
         let mlp = x.apply(&self.post_attention_layernorm)?.apply(&self.mlp)?;
         Ok(((x + mlp)?, k, v))
@@ -403,12 +401,13 @@ impl Qwen3Scorer {
             });
         }
         let (cos, sin) = self.rotary.cos_sin(0, ids.len(), self.dtype, dev)?;
+        let mask = causal_mask(ids.len(), ids.len(), dev)?;
         let mut x = Tensor::new(ids, dev)?
             .unsqueeze(0)?
             .apply(&self.embed_tokens)?;
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let (y, k, v) = layer.forward(&x, &cos, &sin, None)?;
+            let (y, k, v) = layer.forward(&x, (&cos, &sin, &mask), None)?;
             layers.push((k, v));
             x = y;
         }
@@ -439,10 +438,11 @@ impl Qwen3Scorer {
         }
         let ids = Tensor::from_vec(flat, (seqs.len(), max_len), dev)?;
         let (cos, sin) = self.rotary.cos_sin(start, max_len, self.dtype, dev)?;
+        let mask = causal_mask(max_len, start + max_len, dev)?;
         let mut x = ids.apply(&self.embed_tokens)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let past = prefix.map(|p| &p.layers[i]);
-            x = layer.forward(&x, &cos, &sin, past)?.0;
+            x = layer.forward(&x, (&cos, &sin, &mask), past)?.0;
         }
         let last: Vec<u32> = seqs
             .iter()
