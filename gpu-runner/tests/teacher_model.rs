@@ -139,3 +139,24 @@ fn a_tokenizer_without_the_special_tokens_is_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn canary_stops_a_teacher_that_produces_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = teacher_support::tiny_model_dir();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let shard = dir.path().join("model-00001-of-00002.safetensors");
+    let mut tensors = candle_core::safetensors::load(&shard, &candle_core::Device::Cpu).unwrap();
+    let norm = tensors.get_mut("model.norm.weight").unwrap();
+    *norm = (norm.clone() * f64::NAN).unwrap();
+    candle_core::safetensors::save(&tensors, &shard).unwrap();
+    let teacher = Teacher::load(dir.path(), TeacherOptions::default()).unwrap();
+    let err = teacher.canary().unwrap_err().to_string();
+    assert!(
+        err.contains("canary failed") && err.contains("NaN"),
+        "{err}"
+    );
+}
