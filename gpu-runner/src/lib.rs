@@ -7,8 +7,12 @@
 //! Architecture invariant: the library never prints to stdout and never exits the process;
 //! errors are values of [`Error`], and the binary decides how to report them.
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod jsonl;
+pub mod scores;
+pub mod teacher;
 
 pub use error::{Error, Result};

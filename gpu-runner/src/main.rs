@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 /// Distillery's pipeline runner: teacher scoring, triplets, student training and evaluation.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -18,6 +20,10 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Score every (query, passage) pair of a data file with the teacher.
+    Score(cli::score::ScoreArgs),
+    /// Write a random-weight teacher checkpoint (Qwen3-Reranker shapes).
+    NewTeacherModel(cli::new_teacher_model::NewTeacherModelArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,5 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("device: {}", gpu_runner::device::describe(&dev));
             Ok(())
         }
+        Command::Score(args) => cli::score::run(args),
+        Command::NewTeacherModel(args) => cli::new_teacher_model::run(args),
     }
 }

@@ -1,0 +1,4 @@
+//! One module per subcommand: its clap arguments and its handler.
+
+pub mod new_teacher_model;
+pub mod score;

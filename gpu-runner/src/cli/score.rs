@@ -1,0 +1,125 @@
+//! `gpu-runner score`: teacher scores for every flattened (query, passage) pair of a data file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use gpu_runner::teacher::job::{self, JobOptions};
+use gpu_runner::teacher::prompt::{PromptVariant, DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH};
+use gpu_runner::teacher::{self, Batching, Teacher, TeacherOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Arguments of `score`.
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// Teacher model directory (config.json, safetensors shards, tokenizer.json).
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// Samples `{query, positive, negative}` as .jsonl or .jsonl.gz.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Score file to write, one `{query, passage, score}` line per pair.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Padded tokens per batch (length-bucketed); the default batching.
+    #[arg(long, conflicts_with = "batch_size")]
+    pub batch_tokens: Option<usize>,
+    /// Pairs per batch instead of a token budget.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Score only shard i of n (0-based) of the flattened pairs, e.g. 0/4.
+    #[arg(long, value_parser = job::parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, bf16 or f16 (default: bf16 on cuda, f32 on cpu).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// official, or seed-compat (the reference pipeline's duplicated <|im_end|>).
+    #[arg(long, default_value = "official")]
+    pub prompt: PromptVariant,
+    /// Task instruction of the prompt.
+    #[arg(long, default_value = DEFAULT_INSTRUCTION)]
+    pub instruction: String,
+    /// Maximum prompt length in tokens; only the query/document part is truncated.
+    #[arg(long, default_value_t = DEFAULT_MAX_LENGTH)]
+    pub max_length: usize,
+    /// Score cache file (default: teacher-score-cache.jsonl beside the output).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Do not read or write the score cache.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
+    /// Pairs written and synced at a time (the resume granularity).
+    #[arg(long, default_value_t = 1024)]
+    pub window: usize,
+}
+
+/// Runs `score`.
+pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
+    let device = gpu_runner::device::parse_device(&args.device)?;
+    let default_dtype = if device.is_cuda() { "bf16" } else { "f32" };
+    let dtype = teacher::parse_dtype(args.dtype.as_deref().unwrap_or(default_dtype))?;
+    let options = TeacherOptions {
+        prompt: args.prompt,
+        instruction: args.instruction.clone(),
+        max_length: args.max_length,
+        dtype,
+        device,
+    };
+    let teacher = Teacher::load(&args.teacher, options)
+        .with_context(|| format!("loading teacher {}", args.teacher.display()))?;
+    tracing::info!(identity = %&teacher.identity()[..16], "teacher loaded");
+
+    let canary = teacher.canary()?;
+    tracing::info!(relevant = ?canary.relevant, irrelevant = ?canary.irrelevant, "canary scores");
+    if !canary.separates() {
+        tracing::warn!("canary: relevant pairs do not outscore irrelevant ones (expected only of random weights)");
+    }
+
+    let samples = gpu_runner::data::read_samples(&args.input)?;
+    let pairs: Vec<(String, String)> = samples
+        .iter()
+        .flat_map(|s| s.pairs().map(|(q, p)| (q.to_string(), p.to_string())))
+        .collect();
+    let range = match args.shard {
+        Some((i, n)) => job::shard_range(pairs.len(), i, n),
+        None => 0..pairs.len(),
+    };
+    let pairs = &pairs[range.clone()];
+    tracing::info!(pairs = pairs.len(), first = range.start, "scoring");
+
+    let batching = match (args.batch_size, args.batch_tokens) {
+        (Some(n), _) => Batching::Size(n),
+        (None, Some(t)) => Batching::Tokens(t),
+        (None, None) => Batching::Tokens(16_384),
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        Some(
+            args.cache
+                .clone()
+                .unwrap_or_else(|| args.output.with_file_name("teacher-score-cache.jsonl")),
+        )
+    };
+    let job_options = JobOptions {
+        batching,
+        window: args.window,
+        cache,
+    };
+    let bar = ProgressBar::new(pairs.len() as u64).with_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}  {msg}",
+    )?);
+    let report = job::run(&teacher, pairs, &args.output, &job_options, &bar)?;
+    bar.finish();
+    tracing::info!(
+        total = report.total,
+        resumed = report.resumed,
+        from_cache = report.from_cache,
+        computed = report.computed,
+        output = %args.output.display(),
+        "scores written"
+    );
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! Qwen3 (`Qwen3ForCausalLM`) as a yes/no reranker scorer, in the candle style.
+//!
+//! Mirrors transformers 4.53.2 `models/qwen3/modeling_qwen3.py` (spec §E.3) with three
+//! differences that only make scoring cheaper:
+//! * sequences are **right**-padded and start at position `prefix_len`, so a causal mask alone
+//!   keeps every real query away from padding and RoPE positions equal the unpadded ones;
+//! * a shared prompt prefix can be run once ([`Qwen3Scorer::prefix`]) and its keys and values
+//!   reused for every batch ([`Qwen3Scorer::score_batch`]);
+//! * only the last position's hidden state is normed and projected, on the single vector
+//!   `w_yes − w_no` (two rows of `lm_head`), never on the full vocabulary.
+//!
+//! The hot paths, [`rms_norm`] and [`attention`], are free functions so that fused CUDA kernels
+//! can replace them one at a time.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The fields of a Qwen3 `config.json` that the scorer uses, named like the JSON keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+}
+
+fn default_hidden_act() -> String {
+    "silu".to_string()
+}
+
+impl Config {
+    /// Rejects settings this implementation does not support, with the reason.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.hidden_act != "silu" {
+            return Err(format!(
+                "hidden_act {:?} is not supported (only silu)",
+                self.hidden_act
+            ));
+        }
+        if self.attention_bias {
+            return Err("attention_bias = true is not supported".into());
+        }
+        if self.use_sliding_window {
+            return Err("use_sliding_window = true is not supported".into());
+        }
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err("rope_scaling is not supported".into());
+        }
+        if self.num_attention_heads == 0
+            || self.num_key_value_heads == 0
+            || !self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
+        {
+            return Err(format!(
+                "num_attention_heads {} must be a positive multiple of num_key_value_heads {}",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(format!("head_dim {} must be even for RoPE", self.head_dim));
+        }
+        Ok(())
+    }
+}
+
+/// RMSNorm as in transformers: normalise in f32, cast back, then multiply by the weight.
+///
+/// `y = w · ((x_f32 · rsqrt(mean(x_f32²) + eps)).to(dtype))` over the last dimension.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = x.to_dtype(DType::F32)?;
+    let mean_sq = xf.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = xf.broadcast_div(&(mean_sq + eps)?.sqrt()?)?;
+    normed.to_dtype(dtype)?.broadcast_mul(weight)
+}
+
+/// Causal grouped-query attention with an optional longer key range.
+///
+/// `q`: `[B, H, L, Dh]` (contiguous); `k`, `v`: `[B, Hkv, S, Dh]` with `S = P + L`, where the
+/// first `P` keys are a shared prefix every query may see; `mask` is the additive f32
+/// [`causal_mask`] `[L, S]`. Query head `h` uses key/value head `h / (H / Hkv)` (transformers'
+/// `repeat_kv`). Scores are scaled in the activation dtype, the softmax runs in f32 and is cast
+/// back. Returns `[B, H, L, Dh]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let (b, h, l, dh) = q.dims4()?;
+    let (_, hkv, s, _) = k.dims4()?;
+    let groups = h / hkv;
+    let dtype = q.dtype();
+    let q = q.reshape((b, hkv, groups * l, dh))?;
+    let scores = (q.matmul(&k.contiguous()?.t()?)? * scale)?;
+    let scores = scores
+        .to_dtype(DType::F32)?
+        .reshape((b, hkv, groups, l, s))?
+        .broadcast_add(mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?
+        .to_dtype(dtype)?
+        .reshape((b, hkv, groups * l, s))?;
+    probs.matmul(&v.contiguous()?)?.reshape((b, h, l, dh))
+}
+
+/// Additive f32 mask `[L, S]`: query `i` sees keys `0 ..= S − L + i`.
+pub fn causal_mask(l: usize, s: usize, device: &Device) -> Result<Tensor> {
+    let offset = s - l;
+    let data: Vec<f32> = (0..l)
+        .flat_map(|i| {
+            (0..s).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(data, (l, s), device)
+}
+
+/// NeoX-style rotary embedding; tables are computed in f32 per call.
+#[derive(Debug, Clone)]
+struct Qwen3RotaryEmbedding {
+    inv_freq: Vec<f32>,
+}
+
+impl Qwen3RotaryEmbedding {
+    fn new(cfg: &Config) -> Self {
+        let dim = cfg.head_dim;
+        let base = cfg.rope_theta as f32;
+        let inv_freq = (0..dim / 2)
+            .map(|j| 1.0 / base.powf((2 * j) as f32 / dim as f32))
+            .collect();
+        Self { inv_freq }
+    }
+
+    /// `cos`, `sin` of shape `[len, Dh/2]` for positions `start .. start + len`, in `dtype`.
+    fn cos_sin(
+        &self,
+        start: usize,
+        len: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let angles: Vec<f32> = (start..start + len)
+            .flat_map(|p| self.inv_freq.iter().map(move |f| p as f32 * f))
+            .collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let cos = Tensor::from_vec(cos, (len, half), dev)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (len, half), dev)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Qwen3RMSNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl Qwen3RMSNorm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
+    }
+}
+
+impl Module for Qwen3RMSNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        rms_norm(x, &self.weight, self.eps)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Qwen3MLP {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Qwen3MLP {
+    fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: candle_nn::linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: candle_nn::linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: candle_nn::linear_no_bias(i, h, vb.pp("down_proj"))?,
+        })
+    }
+}
+
+impl Module for Qwen3MLP {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&x.apply(&self.gate_proj)?)?;
+        (gate * x.apply(&self.up_proj)?)?.apply(&self.down_proj)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Qwen3Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Qwen3RMSNorm,
+    k_norm: Qwen3RMSNorm,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Qwen3Attention {
+    fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let (h, dh) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        Ok(Self {
+            q_proj: candle_nn::linear_no_bias(h, nh * dh, vb.pp("q_proj"))?,
+            k_proj: candle_nn::linear_no_bias(h, nkv * dh, vb.pp("k_proj"))?,
+            v_proj: candle_nn::linear_no_bias(h, nkv * dh, vb.pp("v_proj"))?,
+            o_proj: candle_nn::linear_no_bias(nh * dh, h, vb.pp("o_proj"))?,
+            q_norm: Qwen3RMSNorm::load(dh, cfg.rms_norm_eps, vb.pp("q_norm"))?,
+            k_norm: Qwen3RMSNorm::load(dh, cfg.rms_norm_eps, vb.pp("k_norm"))?,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: dh,
+        })
+    }
+
+    /// Projects `x` `[B, L, H]` to heads `[B, n, L, Dh]`, with the per-head norm and RoPE.
+    fn heads(
+        &self,
+        x: &Tensor,
+        proj: &Linear,
+        norm: Option<&Qwen3RMSNorm>,
+        n: usize,
+        rope: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let mut t = x.apply(proj)?.reshape((b, l, n, self.head_dim))?;
+        if let Some(norm) = norm {
+            t = t.apply(norm)?;
+        }
+        let t = t.transpose(1, 2)?.contiguous()?;
+        match rope {
+            Some((cos, sin)) => candle_nn::rotary_emb::rope(&t, cos, sin),
+            None => Ok(t),
+        }
+    }
+
+    /// Returns the attention output and this call's keys and values `[B, Hkv, L, Dh]`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        (cos, sin, mask): (&Tensor, &Tensor, &Tensor),
+        past: Option<&(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, l, _) = x.dims3()?;
+        let rope = Some((cos, sin));
+        let q = self.heads(x, &self.q_proj, Some(&self.q_norm), self.n_heads, rope)?;
+        let k = self.heads(x, &self.k_proj, Some(&self.k_norm), self.n_kv_heads, rope)?;
+        let v = self.heads(x, &self.v_proj, None, self.n_kv_heads, None)?;
+        let (k_all, v_all) = match past {
+            Some((pk, pv)) => {
+                let (_, nkv, p, dh) = pk.dims4()?;
+                let pk = pk.broadcast_as((b, nkv, p, dh))?;
+                let pv = pv.broadcast_as((b, nkv, p, dh))?;
+                (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
+            }
+            None => (k.clone(), v.clone()),
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let out = attention(&q, &k_all, &v_all, mask, scale)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, l, self.n_heads * self.head_dim))?
+            .apply(&self.o_proj)?;
+        Ok((out, k, v))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Qwen3DecoderLayer {
+    self_attn: Qwen3Attention,
+    mlp: Qwen3MLP,
+    input_layernorm: Qwen3RMSNorm,
+    post_attention_layernorm: Qwen3RMSNorm,
+}
+
+impl Qwen3DecoderLayer {
+    fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(Self {
+            self_attn: Qwen3Attention::load(cfg, vb.pp("self_attn"))?,
+            mlp: Qwen3MLP::load(cfg, vb.pp("mlp"))?,
+            input_layernorm: Qwen3RMSNorm::load(h, eps, vb.pp("input_layernorm"))?,
+            post_attention_layernorm: Qwen3RMSNorm::load(
+                h,
+                eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        tables: (&Tensor, &Tensor, &Tensor),
+        past: Option<&(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (attn, k, v) =
+            self.self_attn
+                .forward(&x.apply(&self.input_layernorm)?, tables, past)?;
+        let x = (x + attn)?;
+        let mlp = x.apply(&self.post_attention_layernorm)?.apply(&self.mlp)?;
+        Ok(((x + mlp)?, k, v))
+    }
+}
+
+/// Keys and values of a shared prompt prefix, one `(k, v)` pair `[1, Hkv, P, Dh]` per layer.
+#[derive(Debug, Clone)]
+pub struct PrefixKv {
+    len: usize,
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl PrefixKv {
+    /// Number of prefix tokens.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the prefix holds no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A Qwen3 causal LM reduced to the reranker score `z_yes − z_no` of the last position.
+#[derive(Debug, Clone)]
+pub struct Qwen3Scorer {
+    embed_tokens: Embedding,
+    layers: Vec<Qwen3DecoderLayer>,
+    norm: Qwen3RMSNorm,
+    rotary: Qwen3RotaryEmbedding,
+    /// `lm_head[yes] − lm_head[no]` in f32, shape `[hidden]`.
+    score_weight: Tensor,
+    dtype: DType,
+}
+
+impl Qwen3Scorer {
+    /// Loads the model body from `vb` (HF names `model.…`). `score_weight` is
+    /// `lm_head[yes] − lm_head[no]`, read by the caller from two rows only.
+    pub fn load(cfg: &Config, vb: VarBuilder, score_weight: Tensor) -> Result<Self> {
+        if let Err(msg) = cfg.validate() {
+            candle_core::bail!("unsupported Qwen3 config: {msg}");
+        }
+        let vbm = vb.pp("model");
+        let embed_tokens =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vbm.pp("embed_tokens"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Qwen3DecoderLayer::load(cfg, vbm.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = Qwen3RMSNorm::load(cfg.hidden_size, cfg.rms_norm_eps, vbm.pp("norm"))?;
+        let score_weight = score_weight.to_dtype(DType::F32)?.to_device(vb.device())?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            rotary: Qwen3RotaryEmbedding::new(cfg),
+            score_weight,
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// Runs the shared prefix `ids` once (positions `0..P`) and keeps its keys and values.
+    pub fn prefix(&self, ids: &[u32]) -> Result<PrefixKv> {
+        let dev = self.score_weight.device();
+        if ids.is_empty() {
+            return Ok(PrefixKv {
+                len: 0,
+                layers: Vec::new(),
+            });
+        }
+        let (cos, sin) = self.rotary.cos_sin(0, ids.len(), self.dtype, dev)?;
+        let mask = causal_mask(ids.len(), ids.len(), dev)?;
+        let mut x = Tensor::new(ids, dev)?
+            .unsqueeze(0)?
+            .apply(&self.embed_tokens)?;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (y, k, v) = layer.forward(&x, (&cos, &sin, &mask), None)?;
+            layers.push((k, v));
+            x = y;
+        }
+        Ok(PrefixKv {
+            len: ids.len(),
+            layers,
+        })
+    }
+
+    /// Scores a batch of token sequences that each continue `prefix` (or start from scratch when
+    /// it is `None` or empty). Returns `z_yes − z_no` at each sequence's last token, in f32.
+    pub fn score_batch(&self, prefix: Option<&PrefixKv>, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        let dev = self.score_weight.device();
+        let prefix = prefix.filter(|p| !p.is_empty());
+        let start = prefix.map_or(0, |p| p.len);
+        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if seqs.iter().any(|s| s.is_empty()) {
+            candle_core::bail!("cannot score an empty token sequence");
+        }
+        // Right padding: a causal mask keeps every real query away from the pads after it.
+        let mut flat = Vec::with_capacity(seqs.len() * max_len);
+        for s in seqs {
+            flat.extend_from_slice(s);
+            flat.extend(std::iter::repeat_n(0u32, max_len - s.len()));
+        }
+        let ids = Tensor::from_vec(flat, (seqs.len(), max_len), dev)?;
+        let (cos, sin) = self.rotary.cos_sin(start, max_len, self.dtype, dev)?;
+        let mask = causal_mask(max_len, start + max_len, dev)?;
+        let mut x = ids.apply(&self.embed_tokens)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let past = prefix.map(|p| &p.layers[i]);
+            x = layer.forward(&x, (&cos, &sin, &mask), past)?.0;
+        }
+        let last: Vec<u32> = seqs
+            .iter()
+            .enumerate()
+            .map(|(b, s)| (b * max_len + s.len() - 1) as u32)
+            .collect();
+        let hidden = x.dim(D::Minus1)?;
+        let last = Tensor::from_vec(last, seqs.len(), dev)?;
+        let h = x
+            .reshape((seqs.len() * max_len, hidden))?
+            .index_select(&last, 0)?
+            .apply(&self.norm)?
+            .to_dtype(DType::F32)?;
+        h.broadcast_mul(&self.score_weight)?
+            .sum(1)?
+            .to_vec1::<f32>()
+    }
+}

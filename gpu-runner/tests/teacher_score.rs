@@ -1,0 +1,182 @@
+//! Scoring jobs on the tiny teacher: output format and order, resume after a crash, the cache,
+//! and the `gpu-runner score` command end to end.
+
+mod teacher_support;
+
+use std::path::Path;
+
+use gpu_runner::scores::read_scores;
+use gpu_runner::teacher::job::{self, JobOptions, JobReport};
+use gpu_runner::teacher::{Batching, Teacher};
+use indicatif::ProgressBar;
+
+fn pairs(n: usize, tag: &str) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("query {} {tag}", i / 3),
+                format!("passage number {i} about {tag}"),
+            )
+        })
+        .collect()
+}
+
+fn run(
+    teacher: &Teacher,
+    pairs: &[(String, String)],
+    out: &Path,
+    cache: Option<&Path>,
+) -> JobReport {
+    let options = JobOptions {
+        batching: Batching::Size(4),
+        window: 3,
+        cache: cache.map(Path::to_path_buf),
+    };
+    job::run(teacher, pairs, out, &options, &ProgressBar::hidden()).unwrap()
+}
+
+#[test]
+fn job_writes_flattened_order_resumes_and_uses_the_cache() {
+    let teacher = teacher_support::tiny_teacher();
+    let dir = tempfile::tempdir().unwrap();
+    let all = pairs(10, "java");
+    let out = dir.path().join("scores.jsonl");
+    let report = run(&teacher, &all, &out, None);
+    assert_eq!(
+        report,
+        JobReport {
+            total: 10,
+            resumed: 0,
+            from_cache: 0,
+            computed: 10
+        }
+    );
+    let records = read_scores(&out).unwrap();
+    let refs: Vec<(&str, &str)> = all.iter().map(|(q, p)| (q.as_str(), p.as_str())).collect();
+    let expected = teacher.score_pairs(&refs, Batching::Size(10)).unwrap();
+    for ((rec, (q, p)), s) in records.iter().zip(&all).zip(&expected) {
+        assert_eq!((&rec.query, &rec.passage), (q, p));
+        assert!(
+            (rec.score - f64::from(*s)).abs() < 1e-5,
+            "{} vs {s}",
+            rec.score
+        );
+    }
+    assert!(!job::partial_path(&out).exists());
+
+    // A crash after four pairs, mid-way through the fifth line.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut partial: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+    partial.push_str("{\"query\": \"query 1 ja");
+    std::fs::write(job::partial_path(&out), partial).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let report = run(&teacher, &all, &out, None);
+    assert_eq!(
+        report,
+        JobReport {
+            total: 10,
+            resumed: 4,
+            from_cache: 0,
+            computed: 6
+        }
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+
+    // An overlapping file computes only its new pairs.
+    let cache = dir.path().join("cache.jsonl");
+    run(&teacher, &all, &dir.path().join("a.jsonl"), Some(&cache));
+    let mut overlap = all[5..].to_vec();
+    overlap.extend(pairs(4, "python"));
+    let out_b = dir.path().join("b.jsonl");
+    let report = run(&teacher, &overlap, &out_b, Some(&cache));
+    assert_eq!(
+        report,
+        JobReport {
+            total: 9,
+            resumed: 0,
+            from_cache: 5,
+            computed: 4
+        }
+    );
+    let b = read_scores(&out_b).unwrap();
+    assert_eq!(b[..5], records[5..]);
+}
+
+#[test]
+fn score_command_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("test.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            "{\"query\": \"reverse a list\", \"positive\": [\"use reversed()\"], \"negative\": [\"cake\", \"trains\"]}\n",
+            "{\"query\": \"parse int in Java\", \"positive\": [\"Integer.parseInt\"], \"negative\": [\"tomatoes\"]}\n",
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out/scores.jsonl");
+    let score = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-runner"))
+            .arg("score")
+            .arg("--teacher")
+            .arg(teacher_support::tiny_model_dir())
+            .arg("--input")
+            .arg(&data)
+            .arg("--output")
+            .arg(&out)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let first = score(&["--batch-size", "2"]);
+    assert!(first.contains("computed=5"), "{first}");
+    let records = read_scores(&out).unwrap();
+    let order: Vec<&str> = records.iter().map(|r| r.passage.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "use reversed()",
+            "cake",
+            "trains",
+            "Integer.parseInt",
+            "tomatoes"
+        ]
+    );
+    let line = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        line.starts_with(
+            "{\"query\": \"reverse a list\", \"passage\": \"use reversed()\", \"score\": "
+        ),
+        "{line}"
+    );
+
+    let second = score(&["--batch-tokens", "512"]);
+    assert!(
+        second.contains("from_cache=5") && second.contains("computed=0"),
+        "{second}"
+    );
+    assert_eq!(read_scores(&out).unwrap(), records);
+
+    let shard = dir.path().join("shard1.jsonl");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-runner"))
+        .args(["score", "--shard", "1/2", "--no-cache", "--teacher"])
+        .arg(teacher_support::tiny_model_dir())
+        .arg("--input")
+        .arg(&data)
+        .arg("--output")
+        .arg(&shard)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shard_records = read_scores(&shard).unwrap();
+    assert_eq!(shard_records.len(), 3);
+    assert_eq!(shard_records[0].passage, "trains");
+}
