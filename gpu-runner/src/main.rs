@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 /// Distillery's pipeline runner: teacher scoring, triplets, student training and evaluation.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -18,6 +20,12 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Print load-time statistics of an MTEB reranking file as JSON.
+    DataStats(cli::data_stats::DataStatsArgs),
+    /// Build margin triplets from a teacher-score file (the reference create_triplets.py).
+    Triplets(cli::triplets::TripletsArgs),
+    /// Time the triplets stage on a synthetic score file.
+    BenchTriplets(cli::bench_triplets::BenchTripletsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,5 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("device: {}", gpu_runner::device::describe(&dev));
             Ok(())
         }
+        Command::DataStats(args) => cli::data_stats::run(args),
+        Command::Triplets(args) => cli::triplets::run(args),
+        Command::BenchTriplets(args) => cli::bench_triplets::run(args),
     }
 }

@@ -311,6 +311,23 @@ mod tests {
     }
 
     #[test]
+    fn scores_round_trip_bit_for_bit() {
+        // Triplet margins must equal the reference's f64 subtraction, so parsing must be
+        // correctly rounded (serde_json's `float_roundtrip`).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..20_000 {
+            let x = f64::from(rng.random_range(-20.0f32..20.0)) - f64::from(rng.random::<f32>());
+            let line = format!(
+                "{{\"query\": \"q\", \"passage\": \"p\", \"score\": {}}}",
+                crate::jsonl::py_float_repr(x)
+            );
+            let rec = parse_score(Path::new("s.jsonl"), 1, line.as_bytes()).unwrap();
+            assert_eq!(rec.score.to_bits(), x.to_bits(), "{line}");
+        }
+    }
+
+    #[test]
     fn extra_fields_and_integer_scores_are_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");

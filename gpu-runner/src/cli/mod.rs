@@ -1,0 +1,6 @@
+//! Subcommands of the `gpu-runner` binary: each module holds one clap args struct and its
+//! handler, which only parses, calls the library and prints.
+
+pub mod bench_triplets;
+pub mod data_stats;
+pub mod triplets;
