@@ -8,11 +8,13 @@
 //! errors are values of [`Error`], and the binary decides how to report them.
 
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod io;
 pub mod jsonl;
+pub mod metrics;
 pub mod scores;
 pub mod triplets;
 

@@ -26,6 +26,10 @@ enum Command {
     Triplets(cli::triplets::TripletsArgs),
     /// Time the triplets stage on a synthetic score file.
     BenchTriplets(cli::bench_triplets::BenchTripletsArgs),
+    /// MAP, MRR@k and NDCG@k of a score file (sentence-transformers v5 semantics).
+    Metrics(cli::metrics::MetricsArgs),
+    /// Paired before/after comparison with bootstrap CIs and randomization-test p-values.
+    Compare(cli::compare::CompareArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,5 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DataStats(args) => cli::data_stats::run(args),
         Command::Triplets(args) => cli::triplets::run(args),
         Command::BenchTriplets(args) => cli::bench_triplets::run(args),
+        Command::Metrics(args) => cli::metrics::run(args),
+        Command::Compare(args) => cli::compare::run(args),
     }
 }

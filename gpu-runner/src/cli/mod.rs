@@ -2,5 +2,7 @@
 //! handler, which only parses, calls the library and prints.
 
 pub mod bench_triplets;
+pub mod compare;
 pub mod data_stats;
+pub mod metrics;
 pub mod triplets;
