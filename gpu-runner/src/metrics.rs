@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::data::Sample;
 use crate::io::AtomicFile;
-use crate::scores::{read_scores, scores_per_sample};
+use crate::scores::read_scores_per_sample;
 use crate::{Error, Result};
 
 /// The space in which scores are compared.
@@ -362,8 +362,7 @@ pub fn evaluate_score_file(
     scores_path: &Path,
     opts: &MetricOptions,
 ) -> Result<Evaluation> {
-    let records = read_scores(scores_path)?;
-    let per_sample = scores_per_sample(samples, &records, scores_path)?;
+    let per_sample = read_scores_per_sample(samples, scores_path)?;
     evaluate(samples, &per_sample, opts)
 }
 
