@@ -4,15 +4,28 @@
 //! (teacher → triplets → student → before/after evaluation). The `gpu-runner` binary is a thin
 //! CLI over this library with one subcommand per stage.
 //!
+//! The pure (CPU, model-free) half of the pipeline:
+//! - [`data`]: MTEB reranking samples ([`data::Sample`], [`data::read_samples`]) and their
+//!   flattened pair order;
+//! - [`scores`]: teacher-score files ([`scores::ScoreRecord`], [`scores::ScoreWriter`]);
+//! - [`triplets`]: margin triplets exactly as the reference `create_triplets.py`;
+//! - [`metrics`]: MAP, MRR@k and NDCG@k with sentence-transformers v5 semantics, per query;
+//! - [`compare`]: paired before/after changes with bootstrap CIs and randomization tests;
+//! - [`jsonl`]: streamed `.jsonl`/`.jsonl.gz` reading and Python-`json.dumps`-compatible writing.
+//!
 //! Architecture invariant: the library never prints to stdout and never exits the process;
 //! errors are values of [`Error`], and the binary decides how to report them.
 
+pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod io;
 pub mod jsonl;
+pub mod metrics;
 pub mod scores;
 pub mod teacher;
+pub mod triplets;
 
 pub use error::{Error, Result};

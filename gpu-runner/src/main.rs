@@ -24,6 +24,16 @@ enum Command {
     Score(cli::score::ScoreArgs),
     /// Write a random-weight teacher checkpoint (Qwen3-Reranker shapes).
     NewTeacherModel(cli::new_teacher_model::NewTeacherModelArgs),
+    /// Print load-time statistics of an MTEB reranking file as JSON.
+    DataStats(cli::data_stats::DataStatsArgs),
+    /// Build margin triplets from a teacher-score file (the reference create_triplets.py).
+    Triplets(cli::triplets::TripletsArgs),
+    /// Time the triplets stage on a synthetic score file.
+    BenchTriplets(cli::bench_triplets::BenchTripletsArgs),
+    /// MAP, MRR@k and NDCG@k of a score file (sentence-transformers v5 semantics).
+    Metrics(cli::metrics::MetricsArgs),
+    /// Paired before/after comparison with bootstrap CIs and randomization-test p-values.
+    Compare(cli::compare::CompareArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,5 +63,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Score(args) => cli::score::run(args),
         Command::NewTeacherModel(args) => cli::new_teacher_model::run(args),
+        Command::DataStats(args) => cli::data_stats::run(args),
+        Command::Triplets(args) => cli::triplets::run(args),
+        Command::BenchTriplets(args) => cli::bench_triplets::run(args),
+        Command::Metrics(args) => cli::metrics::run(args),
+        Command::Compare(args) => cli::compare::run(args),
     }
 }

@@ -160,56 +160,105 @@ fn write_score_line(out: &mut impl Write, rec: &ScoreRecord) -> std::io::Result<
     out.write_all(b"}\n")
 }
 
-/// Splits `records` into one score list per sample, matching them by flattened pair order and
-/// checking every record's query and passage against the data. The first mismatch is an error
-/// naming its 1-based record number in `scores_path` (blank lines aside, the line number).
+/// Streams the score file `scores_path` into one score list per sample, matching records to
+/// pairs by flattened order and checking every record's query and passage against the data.
+/// The first mismatch, a missing record or a surplus one is an error naming its 1-based line.
+pub fn read_scores_per_sample(samples: &[Sample], scores_path: &Path) -> Result<Vec<Vec<f64>>> {
+    let n_pairs: usize = samples.iter().map(Sample::n_pairs).sum();
+    let mut expected = samples
+        .iter()
+        .enumerate()
+        .flat_map(|(idx, s)| s.pairs().map(move |pair| (idx, pair)));
+    let mut per_sample: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| Vec::with_capacity(s.n_pairs()))
+        .collect();
+    let (mut n_records, mut last_line) = (0usize, 0usize);
+    for_each_score(scores_path, |line_no, rec| {
+        n_records += 1;
+        last_line = line_no;
+        let Some((idx, pair)) = expected.next() else {
+            return Err(surplus(scores_path, line_no, n_pairs));
+        };
+        check_pair(scores_path, line_no, pair, &rec)?;
+        per_sample[idx].push(rec.score);
+        Ok(())
+    })?;
+    if n_records < n_pairs {
+        return Err(shortfall(scores_path, last_line + 1, n_records, n_pairs));
+    }
+    Ok(per_sample)
+}
+
+/// Like [`read_scores_per_sample`] for records already in memory; errors name the 1-based
+/// record number (the line number when the file had no blank lines).
 pub fn scores_per_sample(
     samples: &[Sample],
     records: &[ScoreRecord],
     scores_path: &Path,
 ) -> Result<Vec<Vec<f64>>> {
     let n_pairs: usize = samples.iter().map(Sample::n_pairs).sum();
+    if records.len() < n_pairs {
+        return Err(shortfall(
+            scores_path,
+            records.len() + 1,
+            records.len(),
+            n_pairs,
+        ));
+    }
+    if records.len() > n_pairs {
+        return Err(surplus(scores_path, n_pairs + 1, n_pairs));
+    }
     let mut next = records.iter().enumerate();
     let mut per_sample = Vec::with_capacity(samples.len());
     for sample in samples {
         let mut scores = Vec::with_capacity(sample.n_pairs());
-        for (query, passage) in sample.pairs() {
-            let Some((idx, rec)) = next.next() else {
-                return Err(Error::input(
-                    scores_path,
-                    records.len() + 1,
-                    "score",
-                    format!("{} records but the data has {n_pairs} pairs", records.len()),
-                ));
-            };
-            if rec.query != query {
-                return Err(mismatch(scores_path, idx, "query", query, &rec.query));
-            }
-            if rec.passage != passage {
-                return Err(mismatch(scores_path, idx, "passage", passage, &rec.passage));
-            }
+        for (pair, (idx, rec)) in sample.pairs().zip(next.by_ref()) {
+            check_pair(scores_path, idx + 1, pair, rec)?;
             scores.push(rec.score);
         }
         per_sample.push(scores);
     }
-    if records.len() > n_pairs {
-        return Err(Error::input(
-            scores_path,
-            n_pairs + 1,
-            "score",
-            format!(
-                "{} records but the data has only {n_pairs} pairs",
-                records.len()
-            ),
-        ));
-    }
     Ok(per_sample)
 }
 
-fn mismatch(path: &Path, idx: usize, field: &str, want: &str, got: &str) -> Error {
+fn check_pair(
+    path: &Path,
+    line_no: usize,
+    (query, passage): (&str, &str),
+    rec: &ScoreRecord,
+) -> Result<()> {
+    if rec.query != query {
+        return Err(mismatch(path, line_no, "query", query, &rec.query));
+    }
+    if rec.passage != passage {
+        return Err(mismatch(path, line_no, "passage", passage, &rec.passage));
+    }
+    Ok(())
+}
+
+fn surplus(path: &Path, line_no: usize, n_pairs: usize) -> Error {
     Error::input(
         path,
-        idx + 1,
+        line_no,
+        "query",
+        format!("more records than the data's {n_pairs} pairs"),
+    )
+}
+
+fn shortfall(path: &Path, line_no: usize, n_records: usize, n_pairs: usize) -> Error {
+    Error::input(
+        path,
+        line_no,
+        "query",
+        format!("{n_records} records but the data has {n_pairs} pairs"),
+    )
+}
+
+fn mismatch(path: &Path, line_no: usize, field: &str, want: &str, got: &str) -> Error {
+    Error::input(
+        path,
+        line_no,
         field,
         format!(
             "does not match the data's pair in flattened order: expected {want:?}, got {got:?}"
@@ -311,6 +360,23 @@ mod tests {
     }
 
     #[test]
+    fn scores_round_trip_bit_for_bit() {
+        // Triplet margins must equal the reference's f64 subtraction, so parsing must be
+        // correctly rounded (serde_json's `float_roundtrip`).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..20_000 {
+            let x = f64::from(rng.random_range(-20.0f32..20.0)) - f64::from(rng.random::<f32>());
+            let line = format!(
+                "{{\"query\": \"q\", \"passage\": \"p\", \"score\": {}}}",
+                crate::jsonl::py_float_repr(x)
+            );
+            let rec = parse_score(Path::new("s.jsonl"), 1, line.as_bytes()).unwrap();
+            assert_eq!(rec.score.to_bits(), x.to_bits(), "{line}");
+        }
+    }
+
+    #[test]
     fn extra_fields_and_integer_scores_are_accepted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
@@ -362,6 +428,43 @@ mod tests {
         let msg = scores_per_sample(&samples, &extra, path)
             .unwrap_err()
             .to_string();
-        assert!(msg.starts_with("s.jsonl:4: "), "{msg}");
+        assert!(msg.starts_with("s.jsonl:4: query: more records"), "{msg}");
+    }
+
+    #[test]
+    fn streamed_alignment_names_real_line_numbers() {
+        let samples = vec![Sample {
+            query: "q1".into(),
+            positive: vec!["a".into()],
+            negative: vec!["b".into(), "c".into()],
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let line =
+            |p: &str| format!("{{\"query\": \"q1\", \"passage\": \"{p}\", \"score\": 1.5}}\n");
+        std::fs::write(&path, format!("{}\n{}{}", line("a"), line("b"), line("c"))).unwrap();
+        assert_eq!(
+            read_scores_per_sample(&samples, &path).unwrap(),
+            vec![vec![1.5; 3]]
+        );
+        std::fs::write(&path, format!("{}\n{}{}", line("a"), line("b"), line("x"))).unwrap();
+        let msg = read_scores_per_sample(&samples, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("s.jsonl:4: passage: does not match"), "{msg}");
+        std::fs::write(&path, format!("{}{}", line("a"), line("b"))).unwrap();
+        let msg = read_scores_per_sample(&samples, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("s.jsonl:3: query: 2 records but the data has 3 pairs"),
+            "{msg}"
+        );
+        let four = format!("{}{}{}{}", line("a"), line("b"), line("c"), line("c"));
+        std::fs::write(&path, four).unwrap();
+        let msg = read_scores_per_sample(&samples, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("s.jsonl:4: query: more records"), "{msg}");
     }
 }

@@ -1,4 +1,10 @@
-//! One module per subcommand: its clap arguments and its handler.
+//! Subcommands of the `gpu-runner` binary: each module holds one clap args struct and its
+//! handler, which only parses, calls the library and prints.
 
+pub mod bench_triplets;
+pub mod compare;
+pub mod data_stats;
+pub mod metrics;
 pub mod new_teacher_model;
 pub mod score;
+pub mod triplets;
