@@ -80,6 +80,9 @@ pub fn runs_csv(runs: &[Run]) -> String {
     csv(&header, rows)
 }
 
+/// Reads one score of an evaluation.
+type Score = fn(&EvalResult) -> f64;
+
 /// Before/after/teacher rows for MAP, MRR@k and NDCG@k from a run's evaluations
 /// (`student_before`, `student_after`, `teacher`). The CI is the one reported with `after`
 /// as `{"map": [low, high], …}`.
@@ -91,7 +94,7 @@ pub fn metric_rows(evals: &[EvalResult]) -> Vec<MetricRow> {
         find("teacher"),
     );
     let at_k = after.or(before).or(teacher).map(|e| e.at_k).unwrap_or(10);
-    let metrics: [(&str, String, fn(&EvalResult) -> f64); 3] = [
+    let metrics: [(&str, String, Score); 3] = [
         ("map", "map".into(), |e| e.map),
         ("mrr", format!("mrr@{at_k}"), |e| e.mrr),
         ("ndcg", format!("ndcg@{at_k}"), |e| e.ndcg),
