@@ -57,7 +57,8 @@ CREATE TABLE metrics (
     time_ms BIGINT NOT NULL,
     PRIMARY KEY (stage_id, name, step)
 );
-CREATE INDEX metrics_run_name ON metrics(run_id, name, step);
+-- Covers series reads (value included) so they never touch the table.
+CREATE INDEX metrics_run_name ON metrics(run_id, name, step, value);
 
 CREATE TABLE eval_results (
     id BIGSERIAL PRIMARY KEY,

@@ -95,6 +95,11 @@ pub async fn seed(store: &Store, plan: &BenchPlan) -> Result<(), AppError> {
             tracing::info!(runs = i + 1, "seeded");
         }
     }
+    let analyze = match store.backend() {
+        Backend::Postgres => "VACUUM ANALYZE metrics",
+        Backend::Sqlite => "ANALYZE",
+    };
+    sqlx::query(analyze).execute(store.pool()).await?;
     Ok(())
 }
 

@@ -304,15 +304,13 @@ impl Store {
     pub async fn cancel_run(&self, run_id: i64) -> Result<(), AppError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let status: String = sqlx::query(AssertSqlSafe(format!(
-            "SELECT status FROM runs WHERE id = $1{}",
-            self.for_update(false)
-        )))
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("run {run_id}")))?
-        .try_get(0)?;
+        // No row lock on the run here: rows are locked in the order jobs, stages, runs.
+        let status: String = sqlx::query("SELECT status FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("run {run_id}")))?
+            .try_get(0)?;
         if Status::parse(&status).is_some_and(Status::is_final) {
             return Err(AppError::Conflict(format!(
                 "run {run_id} is already {status}"

@@ -214,9 +214,10 @@ impl Store {
         .bind(job.stage_id)
         .execute(&mut *tx)
         .await?;
+        // Rows are locked in the order jobs, stages, runs everywhere, so writers never deadlock.
+        let finished = unblock_dependents(&mut tx, job.run_id).await?;
         store_evals(&mut tx, job.run_id, job.stage_id, c, now).await?;
         merge_manifest(&mut tx, job.run_id, &c.manifest).await?;
-        let finished = unblock_dependents(&mut tx, job.run_id).await?;
         let run_status = if finished {
             Status::Done
         } else {

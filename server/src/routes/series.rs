@@ -29,8 +29,9 @@ pub async fn series_read(
         ));
     }
     state.store.get_run(id).await?;
-    let (steps, values) = state.store.series_points(id, &p.name).await?;
-    let total_points = steps.len() as i64;
+    let (total_points, steps, values) =
+        state.store.series_extremes(id, &p.name, max_points).await?;
+    // Ties and uneven step ranges may leave a few points too many.
     let (steps, values) = downsample(&steps, &values, max_points);
     Ok(Json(Series {
         run_id: id,

@@ -38,6 +38,54 @@ impl Store {
         Ok((steps, values))
     }
 
+    /// One series of a run reduced in the database to at most about `max_points` points: the
+    /// steps are cut into `max_points / 2` equal ranges and each range keeps the points holding
+    /// its minimum and its maximum. Returns the stored point count too. Ties can keep a few
+    /// extra points; the caller bounds the result with [`crate::series::downsample`].
+    pub async fn series_extremes(
+        &self,
+        run_id: i64,
+        name: &str,
+        max_points: usize,
+    ) -> Result<(i64, Vec<i64>, Vec<f64>), AppError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), MIN(step), MAX(step) FROM metrics WHERE run_id = $1 AND name = $2",
+        )
+        .bind(run_id)
+        .bind(name)
+        .fetch_one(self.pool())
+        .await?;
+        let total: i64 = row.try_get(0)?;
+        if total as usize <= max_points {
+            let (steps, values) = self.series_points(run_id, name).await?;
+            return Ok((total, steps, values));
+        }
+        let (lo, hi): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+        let n_buckets = (max_points / 2).max(1) as i64;
+        let span = hi - lo + 1;
+        let rows = sqlx::query(
+            "WITH b AS (SELECT step, value, (step - $3) * $4 / $5 AS bucket FROM metrics \
+                        WHERE run_id = $1 AND name = $2), \
+                  agg AS (SELECT bucket, MIN(value) AS lo, MAX(value) AS hi FROM b GROUP BY bucket) \
+             SELECT b.step, b.value FROM b JOIN agg ON b.bucket = agg.bucket \
+             AND (b.value = agg.lo OR b.value = agg.hi) ORDER BY b.step",
+        )
+        .bind(run_id)
+        .bind(name)
+        .bind(lo)
+        .bind(n_buckets)
+        .bind(span)
+        .fetch_all(self.pool())
+        .await?;
+        let mut steps = Vec::with_capacity(rows.len());
+        let mut values = Vec::with_capacity(rows.len());
+        for r in &rows {
+            steps.push(r.try_get(0)?);
+            values.push(r.try_get(1)?);
+        }
+        Ok((total, steps, values))
+    }
+
     /// The names of a run's series.
     pub async fn series_names(&self, run_id: i64) -> Result<Vec<String>, AppError> {
         let rows = sqlx::query("SELECT DISTINCT name FROM metrics WHERE run_id = $1 ORDER BY name")

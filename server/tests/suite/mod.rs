@@ -4,3 +4,4 @@ mod auth;
 mod events;
 mod export;
 mod queue;
+mod series;
