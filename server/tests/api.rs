@@ -179,3 +179,40 @@ async fn bad_input_is_a_4xx_json_error(store: Store) {
     );
 }
 both_backends!(bad_input, bad_input_is_a_4xx_json_error);
+
+async fn experiments_group_runs(store: Store) {
+    let r = router(store);
+    let (status, exp) = send(
+        &r,
+        "POST",
+        "/api/v1/experiments",
+        Some(r#"{"name": "bge on so"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exp}");
+    let id = exp["id"].as_i64().unwrap();
+    let (_, read) = send(&r, "GET", &format!("/api/v1/experiments/{id}"), None).await;
+    assert_eq!(read, exp);
+    let body = format!(r#"{{"experiment_id": {id}, "config": {VALID_CONFIG}}}"#);
+    let (status, run) = send(&r, "POST", "/api/v1/runs", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    common::launch(&r, "outside").await;
+    let (_, page) = send(&r, "GET", &format!("/api/v1/runs?experiment_id={id}"), None).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], run["id"]);
+    let body = format!(r#"{{"experiment_id": 999, "config": {VALID_CONFIG}}}"#);
+    let (status, err) = send(&r, "POST", "/api/v1/runs", Some(&body)).await;
+    assert_eq!(
+        (status, err["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("experiment_id"))
+    );
+    let (status, _) = send(&r, "DELETE", &format!("/api/v1/experiments/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, kept) = send(&r, "GET", &format!("/api/v1/runs/{}", run["id"]), None).await;
+    assert_eq!(
+        kept["experiment_id"],
+        json!(null),
+        "runs outlive their experiment"
+    );
+}
+both_backends!(experiments, experiments_group_runs);

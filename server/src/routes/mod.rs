@@ -18,7 +18,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use distillery_api::{Experiment, Health, NewExperiment};
 use serde::de::DeserializeOwned;
@@ -34,7 +34,10 @@ pub fn api(state: AppState) -> Router<AppState> {
             "/experiments",
             get(experiments_list).post(experiments_create),
         )
-        .route("/experiments/{id}", delete(experiments_delete))
+        .route(
+            "/experiments/{id}",
+            get(experiments_read).delete(experiments_delete),
+        )
         .route("/runs", get(runs::runs_list).post(runs::runs_create))
         .route("/runs/{id}", get(runs::runs_read).delete(runs::runs_delete))
         .route("/runs/{id}/cancel", post(runs::runs_cancel))
@@ -177,6 +180,13 @@ async fn experiments_create(
         return Err(AppError::bad("name", "must not be empty"));
     }
     Ok(Json(state.store.create_experiment(&new).await?))
+}
+
+async fn experiments_read(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Experiment>, AppError> {
+    Ok(Json(state.store.get_experiment(id).await?))
 }
 
 async fn experiments_delete(

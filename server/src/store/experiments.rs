@@ -43,6 +43,21 @@ impl Store {
             .collect()
     }
 
+    pub async fn get_experiment(&self, id: i64) -> Result<Experiment, AppError> {
+        let r =
+            sqlx::query("SELECT id, name, description, created_ms FROM experiments WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("experiment {id}")))?;
+        Ok(Experiment {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            description: r.try_get(2)?,
+            created_ms: r.try_get(3)?,
+        })
+    }
+
     /// Deletes an experiment; its runs are kept, detached.
     pub async fn delete_experiment(&self, id: i64) -> Result<(), AppError> {
         let done = sqlx::query("DELETE FROM experiments WHERE id = $1")
