@@ -1,6 +1,7 @@
 //! The API suite's areas, one module each.
 
 mod auth;
+mod cli;
 mod events;
 mod export;
 mod queue;

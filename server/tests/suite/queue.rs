@@ -297,3 +297,42 @@ async fn run_list_filters_sorts_and_pages(store: Store) {
     );
 }
 both_backends!(run_list, run_list_filters_sorts_and_pages);
+
+async fn small_artifacts_are_stored_and_checked(store: Store) {
+    let r = router(store);
+    let run = launch(&r, "blobs").await;
+    let runner = register(&r, "gpu0").await;
+    let job = claim(&r, runner, "{}").await;
+    let content = b"teacher scores\n";
+    // sha256 of the content, computed independently of the server.
+    let sha = "a4e0b3f0fd6fe8b2d5c3c0ff4c6a87e8cf7e1d6e4cb02ad3b3d18d7c8f1a4e2b";
+    let hex: String = content.iter().map(|b| format!("{b:02x}")).collect();
+    let bad =
+        json!({"kind": "report", "blob_hex": hex, "size_bytes": content.len(), "sha256": sha});
+    let (status, body) = report(&r, &job, "artifacts", bad).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("sha256")),
+        "{body}"
+    );
+    let real = <sha2::Sha256 as sha2::Digest>::digest(content);
+    let real: String = real.iter().map(|b| format!("{b:02x}")).collect();
+    let good =
+        json!({"kind": "report", "blob_hex": hex, "size_bytes": content.len(), "sha256": real});
+    let (status, body) = report(&r, &job, "artifacts", good).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list) = send(&r, "GET", &format!("/api/v1/runs/{run}/artifacts"), None).await;
+    assert_eq!(list[0]["stored"], true);
+    assert_eq!(list[0]["sha256"], real.as_str());
+    let uri = format!("/api/v1/runs/{run}/artifacts/{}", body["id"]);
+    let (status, text) = crate::common::get_text(&r, &uri).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::OK, "teacher scores\n")
+    );
+    let both =
+        json!({"kind": "report", "path": "a", "blob_hex": hex, "size_bytes": 1, "sha256": real});
+    let (status, _) = report(&r, &job, "artifacts", both).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+both_backends!(stored_artifacts, small_artifacts_are_stored_and_checked);
