@@ -336,3 +336,32 @@ async fn small_artifacts_are_stored_and_checked(store: Store) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 both_backends!(stored_artifacts, small_artifacts_are_stored_and_checked);
+
+async fn heartbeats_extend_leases(store: Store) {
+    let r = router(store);
+    launch(&r, "long stage").await;
+    let runner = register(&r, "gpu0").await;
+    let job = claim(&r, runner, r#"{"lease_ms": 600000}"#).await;
+    let before = job["lease_until_ms"].as_i64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (status, _) = send(
+        &r,
+        "POST",
+        &format!("/api/v1/runners/{runner}/heartbeat"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, state) = send(&r, "GET", &format!("/api/v1/jobs/{}", job["id"]), None).await;
+    assert_eq!(state["status"], "running");
+    assert!(
+        state["lease_until_ms"].as_i64().unwrap() > before,
+        "{state}"
+    );
+    let (_, runners) = send(&r, "GET", "/api/v1/runners", None).await;
+    assert_eq!(runners[0]["name"], "gpu0");
+    assert_eq!(runners[0]["memory_bytes"], 1024);
+    let (status, _) = send(&r, "POST", "/api/v1/runners/999/heartbeat", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+both_backends!(heartbeat, heartbeats_extend_leases);
