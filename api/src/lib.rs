@@ -9,9 +9,18 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod auth;
 pub mod config;
+pub mod events;
+pub mod queue;
 
+pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, User};
 pub use config::{RunConfig, ValidationError};
+pub use events::{Event, Series, SeriesPoint};
+pub use queue::{
+    Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
+    MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
+};
 
 /// The version prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/api/v1";
@@ -170,7 +179,24 @@ pub struct Run {
     pub tags: Vec<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Data/model hashes, prompt, seeds, versions and device, merged from stage reports.
+    #[serde(default)]
+    pub manifest: serde_json::Value,
+    /// The student's scores after training, once evaluated.
+    #[serde(default)]
+    pub metrics: Option<KeyMetrics>,
 }
+
+/// The headline numbers of a run: the trained student's MAP, MRR@k and NDCG@k.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KeyMetrics {
+    pub map: f64,
+    pub mrr: f64,
+    pub ndcg: f64,
+}
+
+/// The label of the evaluation whose scores become a run's [`KeyMetrics`].
+pub const KEY_EVAL_LABEL: &str = "student_after";
 
 /// `POST /api/v1/runs`: launch a run. Omitted config fields take the reference defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +230,25 @@ pub struct Stage {
     pub started_ms: Option<i64>,
     #[serde(default)]
     pub finished_ms: Option<i64>,
+    /// The last checkpoint reported, which a requeued attempt resumes from.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
+
+/// One row of a run's metric table: a metric before and after training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    /// `map`, `mrr@k` or `ndcg@k`.
+    pub metric: String,
+    pub before: Option<f64>,
+    pub after: Option<f64>,
+    pub teacher: Option<f64>,
+    pub abs_change: Option<f64>,
+    /// `abs_change / before`; absent when `before` is 0 or missing.
+    pub rel_change: Option<f64>,
+    /// Confidence interval of `after` as reported, if any.
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
 }
 
 /// A page of a listing plus the total count, for server-side pagination.

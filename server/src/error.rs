@@ -13,6 +13,13 @@ pub enum AppError {
         message: String,
         field: Option<String>,
     },
+    /// A rejected request (bad path, query or body) with the status the extractor chose.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
+    #[error("login required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -24,6 +31,7 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A 400 naming the offending field.
     pub fn bad(field: &str, message: impl Into<String>) -> Self {
         AppError::BadRequest {
             message: message.into(),
@@ -40,6 +48,27 @@ impl IntoResponse for AppError {
                 ApiError {
                     error: message.clone(),
                     field: field.clone(),
+                },
+            ),
+            AppError::Rejected { status, message } => (
+                *status,
+                ApiError {
+                    error: message.clone(),
+                    field: None,
+                },
+            ),
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                ApiError {
+                    error: "login required".into(),
+                    field: None,
+                },
+            ),
+            AppError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                ApiError {
+                    error: message.clone(),
+                    field: None,
                 },
             ),
             AppError::NotFound(what) => (

@@ -1,14 +1,14 @@
 //! The API suite, run against SQLite and the real PostgreSQL.
 
 mod common;
+mod suite;
 
 use axum::http::StatusCode;
 use common::{router, send};
 use distillery_server::Store;
 use serde_json::json;
 
-const VALID_CONFIG: &str = r#"{"teacher": "/m/qwen3", "student": "/m/bge",
-    "train_data": "train.jsonl.gz", "test_data": "test.jsonl.gz"}"#;
+use common::VALID_CONFIG;
 
 async fn health_names_backend(store: Store) {
     let backend = store.backend().name();
@@ -69,5 +69,150 @@ async fn bad_input_is_a_4xx_json_error(store: Store) {
     let (status, body) = send(&r, "GET", "/api/v1/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
+
+    // Every rejection is a 4xx with a JSON {error} body.
+    let big = format!(
+        r#"{{"name": "{}"}}"#,
+        "x".repeat(distillery_server::MAX_BODY_BYTES + 1)
+    );
+    let cases: Vec<(&str, &str, Option<&str>, StatusCode)> = vec![
+        ("GET", "/api/v1/runs/abc", None, StatusCode::BAD_REQUEST),
+        (
+            "GET",
+            "/api/v1/runs/99999999999999999999999",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            "/api/v1/runs?limit=lots",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("GET", "/api/v1/runs?limit=0", None, StatusCode::BAD_REQUEST),
+        (
+            "GET",
+            "/api/v1/runs?status=sleeping",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            "/api/v1/runs/1/series",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            Some(r#"{"nmae": "typo"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            Some(r#"{"config": {"learning_rate": 1}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            Some(r#"{"name": "#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/v1/runs",
+            Some(&big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "PUT",
+            "/api/v1/runs",
+            Some("{}"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "POST",
+            "/api/v1/runners/12345/claim",
+            Some("{}"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/api/v1/jobs/12345/progress",
+            Some(r#"{"lease": "x", "progress": 0.5}"#),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/api/v1/experiments",
+            Some(r#"{"name": " "}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "DELETE",
+            "/api/v1/experiments/77",
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (method, uri, body, want) in cases {
+        let (status, json) = send(&r, method, uri, body).await;
+        assert_eq!(status, want, "{method} {uri}: {json}");
+        assert!(
+            json["error"].is_string(),
+            "{method} {uri}: not a JSON error: {json}"
+        );
+    }
+    let runner = common::register(&r, "gpu0").await;
+    let (status, json) = send(
+        &r,
+        "POST",
+        &format!("/api/v1/runners/{runner}/claim"),
+        Some(r#"{"lease_ms": -5}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, json["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("lease_ms"))
+    );
 }
 both_backends!(bad_input, bad_input_is_a_4xx_json_error);
+
+async fn experiments_group_runs(store: Store) {
+    let r = router(store);
+    let (status, exp) = send(
+        &r,
+        "POST",
+        "/api/v1/experiments",
+        Some(r#"{"name": "bge on so"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exp}");
+    let id = exp["id"].as_i64().unwrap();
+    let (_, read) = send(&r, "GET", &format!("/api/v1/experiments/{id}"), None).await;
+    assert_eq!(read, exp);
+    let body = format!(r#"{{"experiment_id": {id}, "config": {VALID_CONFIG}}}"#);
+    let (status, run) = send(&r, "POST", "/api/v1/runs", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    common::launch(&r, "outside").await;
+    let (_, page) = send(&r, "GET", &format!("/api/v1/runs?experiment_id={id}"), None).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], run["id"]);
+    let body = format!(r#"{{"experiment_id": 999, "config": {VALID_CONFIG}}}"#);
+    let (status, err) = send(&r, "POST", "/api/v1/runs", Some(&body)).await;
+    assert_eq!(
+        (status, err["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("experiment_id"))
+    );
+    let (status, _) = send(&r, "DELETE", &format!("/api/v1/experiments/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, kept) = send(&r, "GET", &format!("/api/v1/runs/{}", run["id"]), None).await;
+    assert_eq!(
+        kept["experiment_id"],
+        json!(null),
+        "runs outlive their experiment"
+    );
+}
+both_backends!(experiments, experiments_group_runs);

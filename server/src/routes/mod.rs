@@ -1,30 +1,93 @@
-//! REST handlers under `/api/v1`, named `resource_action`.
+//! REST handlers under `/api/v1`, named `resource_action`, one module per resource.
+//!
+//! Every extractor here rejects with the [`AppError`] JSON shape: [`ApiJson`], [`ApiPath`] and
+//! [`ApiQuery`] wrap axum's `Json`, `Path` and `Query`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, State};
-use axum::routing::get;
+pub mod artifacts;
+mod auth;
+
+pub use auth::check_new_user;
+mod events;
+mod export;
+mod jobs;
+mod runners;
+mod runs;
+mod series;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::middleware;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use distillery_api::{Experiment, Health, NewExperiment, NewRun, Page, Run, Stage};
-use serde::Deserialize;
+use distillery_api::{Experiment, Health, NewExperiment};
+use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 use crate::AppState;
 
-/// The `/api/v1` router.
-pub fn api() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
+/// The `/api/v1` router: public routes (health, login) and everything else behind
+/// [`crate::auth::authorize`].
+pub fn api(state: AppState) -> Router<AppState> {
+    let protected = Router::new()
         .route(
             "/experiments",
             get(experiments_list).post(experiments_create),
         )
-        .route("/runs", get(runs_list).post(runs_create))
-        .route("/runs/{id}", get(runs_read))
-        .route("/runs/{id}/stages", get(stages_list))
+        .route(
+            "/experiments/{id}",
+            get(experiments_read).delete(experiments_delete),
+        )
+        .route("/runs", get(runs::runs_list).post(runs::runs_create))
+        .route("/runs/{id}", get(runs::runs_read).delete(runs::runs_delete))
+        .route("/runs/{id}/cancel", post(runs::runs_cancel))
+        .route("/runs/{id}/stages", get(runs::stages_list))
+        .route("/runs/{id}/evals", get(runs::evals_list))
+        .route("/runs/{id}/queries", get(runs::queries_list))
+        .route("/runs/{id}/metrics", get(runs::metric_table))
+        .route("/runs/{id}/artifacts", get(artifacts::artifacts_list))
+        .route(
+            "/runs/{id}/artifacts/{artifact_id}",
+            get(artifacts::artifacts_download),
+        )
+        .route("/runs/{id}/series", get(series::series_read))
+        .route("/runs/{id}/series/names", get(series::series_names))
+        .route("/runs/{id}/events", get(events::events_run))
+        .route("/runs/{id}/share", post(auth::share_create))
+        .route("/runs/{id}/export/metrics.csv", get(export::export_metrics))
+        .route("/runs/{id}/export/curves.csv", get(export::export_curves))
+        .route("/runs/{id}/export/queries.csv", get(export::export_queries))
+        .route("/export/runs.csv", get(export::export_runs))
+        .route("/events", get(events::events_all))
+        .route(
+            "/runners",
+            get(runners::runners_list).post(runners::runners_register),
+        )
+        .route("/runners/{id}/heartbeat", post(runners::runners_heartbeat))
+        .route("/runners/{id}/claim", post(runners::runners_claim))
+        .route("/jobs/{id}", get(jobs::jobs_read))
+        .route("/jobs/{id}/progress", post(jobs::jobs_progress))
+        .route("/jobs/{id}/metrics", post(jobs::jobs_metrics))
+        .route("/jobs/{id}/artifacts", post(jobs::jobs_artifacts))
+        .route("/jobs/{id}/complete", post(jobs::jobs_complete))
+        .route("/jobs/{id}/fail", post(jobs::jobs_fail))
+        .route("/auth/me", get(auth::auth_me))
+        .route("/auth/logout", post(auth::auth_logout))
+        .route("/users", get(auth::users_list).post(auth::users_create))
+        .route("/tokens", post(auth::tokens_create))
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            crate::auth::authorize,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/auth/login", post(auth::auth_login))
+        .merge(protected)
         .fallback(|| async { AppError::NotFound("endpoint".into()) })
 }
 
-/// A JSON body extractor whose rejections use the [`AppError`] shape.
+/// A JSON body extractor whose rejections use the [`AppError`] shape (413 for oversize
+/// bodies, 415 without a JSON content type, 400 or 422 for bad JSON).
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -37,11 +100,61 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(AppError::BadRequest {
+            Err(rejection) => Err(AppError::Rejected {
+                status: rejection.status(),
                 message: rejection.body_text(),
-                field: None,
             }),
         }
+    }
+}
+
+/// A path extractor whose rejections are JSON 400s.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> AppError {
+    AppError::Rejected {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        message: rejection.body_text(),
+    }
+}
+
+/// A query-string extractor whose rejections are JSON 400s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> AppError {
+    AppError::Rejected {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        message: rejection.body_text(),
     }
 }
 
@@ -69,54 +182,17 @@ async fn experiments_create(
     Ok(Json(state.store.create_experiment(&new).await?))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListParams {
-    #[serde(default = "default_limit")]
-    limit: i64,
-    #[serde(default)]
-    offset: i64,
-}
-
-fn default_limit() -> i64 {
-    50
-}
-
-async fn runs_list(
+async fn experiments_read(
     State(state): State<AppState>,
-    Query(p): Query<ListParams>,
-) -> Result<Json<Page<Run>>, AppError> {
-    if !(1..=1000).contains(&p.limit) {
-        return Err(AppError::bad("limit", "must be between 1 and 1000"));
-    }
-    if p.offset < 0 {
-        return Err(AppError::bad("offset", "must not be negative"));
-    }
-    let (items, total) = state.store.list_runs(p.limit, p.offset).await?;
-    Ok(Json(Page { items, total }))
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Experiment>, AppError> {
+    Ok(Json(state.store.get_experiment(id).await?))
 }
 
-async fn runs_create(
+async fn experiments_delete(
     State(state): State<AppState>,
-    ApiJson(new): ApiJson<NewRun>,
-) -> Result<Json<Run>, AppError> {
-    if let Err(errs) = new.config.validate() {
-        let first = &errs[0];
-        return Err(AppError::bad(&first.field, first.message.clone()));
-    }
-    Ok(Json(state.store.create_run(&new).await?))
-}
-
-async fn runs_read(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Run>, AppError> {
-    Ok(Json(state.store.get_run(id).await?))
-}
-
-async fn stages_list(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Vec<Stage>>, AppError> {
-    state.store.get_run(id).await?;
-    Ok(Json(state.store.list_stages(id).await?))
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    state.store.delete_experiment(id).await?;
+    Ok(Json(serde_json::json!({ "deleted": id })))
 }

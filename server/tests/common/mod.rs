@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use distillery_server::{app, AppState, Store};
+use distillery_server::{app, app_with, AppState, AuthMode, Settings, Store};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -55,11 +55,11 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test]
             async fn sqlite() {
-                super::$check(super::common::sqlite_store().await).await;
+                super::$check($crate::common::sqlite_store().await).await;
             }
             #[tokio::test]
             async fn postgres() {
-                super::$check(super::common::postgres_store().await).await;
+                super::$check($crate::common::postgres_store().await).await;
             }
         }
     };
@@ -69,6 +69,62 @@ pub fn router(store: Store) -> Router {
     app(AppState { store }, None)
 }
 
+/// A router under `--auth team` with artifacts confined to `artifact_root`.
+pub fn team_router(store: Store, artifact_root: &std::path::Path) -> Router {
+    let settings = Settings {
+        auth: AuthMode::Team,
+        artifact_root: artifact_root.to_path_buf(),
+    };
+    app_with(AppState { store }, settings, None)
+}
+
+/// A valid run config for launches.
+pub const VALID_CONFIG: &str = r#"{"teacher": "/m/qwen3", "student": "/m/bge",
+    "train_data": "train.jsonl.gz", "test_data": "test.jsonl.gz"}"#;
+
+/// Launches a run and returns its id.
+pub async fn launch(r: &Router, name: &str) -> i64 {
+    let body = serde_json::json!({
+        "name": name,
+        "config": serde_json::from_str::<Value>(VALID_CONFIG).unwrap(),
+        "tags": ["t"],
+    });
+    let (status, run) = send(r, "POST", "/api/v1/runs", Some(&body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    run["id"].as_i64().unwrap()
+}
+
+/// Registers a runner and returns its id.
+pub async fn register(r: &Router, name: &str) -> i64 {
+    let body = format!(r#"{{"name": "{name}", "device": "cpu", "memory_bytes": 1024}}"#);
+    let (status, runner) = send(r, "POST", "/api/v1/runners", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{runner}");
+    runner["id"].as_i64().unwrap()
+}
+
+/// Claims a job for `runner` (Null when nothing is ready).
+pub async fn claim(r: &Router, runner: i64, body: &str) -> Value {
+    let (status, job) = send(
+        r,
+        "POST",
+        &format!("/api/v1/runners/{runner}/claim"),
+        Some(body),
+    )
+    .await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::NO_CONTENT,
+        "{status} {job}"
+    );
+    job
+}
+
+/// Posts a report on a job with its lease and returns status and body.
+pub async fn report(r: &Router, job: &Value, what: &str, mut body: Value) -> (StatusCode, Value) {
+    body["lease"] = job["lease"].clone();
+    let uri = format!("/api/v1/jobs/{}/{what}", job["id"]);
+    send(r, "POST", &uri, Some(&body.to_string())).await
+}
+
 /// Sends a request and returns the status and the JSON body (Null when empty).
 pub async fn send(
     router: &Router,
@@ -76,10 +132,26 @@ pub async fn send(
     uri: &str,
     body: Option<&str>,
 ) -> (StatusCode, Value) {
-    let req = Request::builder()
+    let (status, json, _) = send_with(router, method, uri, body, &[]).await;
+    (status, json)
+}
+
+/// Like [`send`] with extra headers; also returns the response headers.
+pub async fn send_with(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let mut req = Request::builder()
         .method(method)
         .uri(uri)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
         .body(
             body.map(|b| Body::from(b.to_string()))
                 .unwrap_or_else(Body::empty),
@@ -87,6 +159,7 @@ pub async fn send(
         .unwrap();
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
+    let resp_headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let json = if bytes.is_empty() {
         Value::Null
@@ -94,5 +167,14 @@ pub async fn send(
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
-    (status, json)
+    (status, json, resp_headers)
+}
+
+/// GETs a text body (CSV).
+pub async fn get_text(router: &Router, uri: &str) -> (StatusCode, String) {
+    let req = Request::get(uri).body(Body::empty()).unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }

@@ -1,0 +1,175 @@
+//! Runs: launch, read, list with filters and sorting, delete, cancel, and what they produced.
+
+use axum::extract::State;
+use axum::Json;
+use distillery_api::{EvalResult, MetricRow, NewRun, Page, QueryResult, Run, Stage, Status};
+use serde::Deserialize;
+
+use super::{ApiJson, ApiPath, ApiQuery};
+use crate::error::AppError;
+use crate::store::{RunFilter, RunSort};
+use crate::AppState;
+
+/// Query string of `GET /runs`.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    offset: i64,
+    status: Option<String>,
+    tag: Option<String>,
+    teacher: Option<String>,
+    student: Option<String>,
+    dataset: Option<String>,
+    experiment_id: Option<i64>,
+    /// `created` (default), `name`, `status`, `map`, `mrr` or `ndcg`.
+    sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    order: Option<String>,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+impl ListParams {
+    fn filter(&self) -> Result<RunFilter, AppError> {
+        let status = match &self.status {
+            Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                AppError::bad(
+                    "status",
+                    "must be queued, running, done, failed, cancelled or skipped",
+                )
+            })?),
+            None => None,
+        };
+        Ok(RunFilter {
+            status,
+            tag: self.tag.clone(),
+            teacher: self.teacher.clone(),
+            student: self.student.clone(),
+            dataset: self.dataset.clone(),
+            experiment_id: self.experiment_id,
+        })
+    }
+
+    fn order(&self) -> Result<(RunSort, bool), AppError> {
+        let sort = match self.sort.as_deref() {
+            None => RunSort::Created,
+            Some(s) => RunSort::parse(s).ok_or_else(|| {
+                AppError::bad("sort", "must be created, name, status, map, mrr or ndcg")
+            })?,
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(_) => return Err(AppError::bad("order", "must be asc or desc")),
+        };
+        Ok((sort, descending))
+    }
+}
+
+pub async fn runs_list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<Page<Run>>, AppError> {
+    if !(1..=1000).contains(&p.limit) {
+        return Err(AppError::bad("limit", "must be between 1 and 1000"));
+    }
+    if p.offset < 0 {
+        return Err(AppError::bad("offset", "must not be negative"));
+    }
+    let (sort, descending) = p.order()?;
+    let (items, total) = state
+        .store
+        .list_runs(&p.filter()?, sort, descending, p.limit, p.offset)
+        .await?;
+    Ok(Json(Page { items, total }))
+}
+
+pub async fn runs_create(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewRun>,
+) -> Result<Json<Run>, AppError> {
+    if let Err(errs) = new.config.validate() {
+        let first = &errs[0];
+        return Err(AppError::bad(&first.field, first.message.clone()));
+    }
+    if new.tags.iter().any(|t| t.trim().is_empty() || t.len() > 64) {
+        return Err(AppError::bad("tags", "each tag must be 1 to 64 characters"));
+    }
+    if let Some(e) = new.experiment_id {
+        if !state
+            .store
+            .list_experiments()
+            .await?
+            .iter()
+            .any(|x| x.id == e)
+        {
+            return Err(AppError::bad(
+                "experiment_id",
+                format!("experiment {e} does not exist"),
+            ));
+        }
+    }
+    Ok(Json(state.store.create_run(&new).await?))
+}
+
+pub async fn runs_read(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Run>, AppError> {
+    Ok(Json(state.store.get_run(id).await?))
+}
+
+pub async fn runs_delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    state.store.delete_run(id).await?;
+    Ok(Json(serde_json::json!({ "deleted": id })))
+}
+
+pub async fn runs_cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Run>, AppError> {
+    state.store.cancel_run(id).await?;
+    Ok(Json(state.store.get_run(id).await?))
+}
+
+pub async fn stages_list(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<Stage>>, AppError> {
+    state.store.get_run(id).await?;
+    Ok(Json(state.store.list_stages(id).await?))
+}
+
+pub async fn evals_list(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<EvalResult>>, AppError> {
+    state.store.get_run(id).await?;
+    Ok(Json(state.store.list_evals(id).await?))
+}
+
+pub async fn queries_list(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<QueryResult>>, AppError> {
+    state.store.get_run(id).await?;
+    Ok(Json(state.store.list_query_results(id).await?))
+}
+
+/// The before/after/teacher metric table with absolute and relative changes.
+pub async fn metric_table(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<MetricRow>>, AppError> {
+    state.store.get_run(id).await?;
+    Ok(Json(crate::export::metric_rows(
+        &state.store.list_evals(id).await?,
+    )))
+}

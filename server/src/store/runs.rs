@@ -1,0 +1,287 @@
+//! Runs and their stages: create (expanding into stage jobs), read, list with filters, delete.
+
+use distillery_api::{Event, KeyMetrics, NewRun, Run, RunConfig, Stage, StageKind, Status};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{corrupt, now_ms, to_json, Store};
+use crate::error::AppError;
+
+/// Filters of the run list; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<Status>,
+    pub tag: Option<String>,
+    pub teacher: Option<String>,
+    pub student: Option<String>,
+    /// Matches the run's training data path.
+    pub dataset: Option<String>,
+    pub experiment_id: Option<i64>,
+}
+
+/// Sort orders of the run list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunSort {
+    Created,
+    Name,
+    Status,
+    Map,
+    Mrr,
+    Ndcg,
+}
+
+impl RunSort {
+    pub fn parse(s: &str) -> Option<RunSort> {
+        Some(match s {
+            "created" => RunSort::Created,
+            "name" => RunSort::Name,
+            "status" => RunSort::Status,
+            "map" => RunSort::Map,
+            "mrr" => RunSort::Mrr,
+            "ndcg" => RunSort::Ndcg,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            RunSort::Created => "created_ms",
+            RunSort::Name => "name",
+            RunSort::Status => "status",
+            RunSort::Map => "metric_map",
+            RunSort::Mrr => "metric_mrr",
+            RunSort::Ndcg => "metric_ndcg",
+        }
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT id, experiment_id, name, status, config, tags, created_ms, \
+     updated_ms, manifest, metric_map, metric_mrr, metric_ndcg FROM runs";
+
+const STAGE_COLUMNS: &str = "SELECT id, run_id, kind, status, progress, attempt, runner, \
+     message, started_ms, finished_ms, checkpoint FROM stages";
+
+impl Store {
+    /// Records a run and expands it into one stage and one job per [`StageKind`]; jobs without
+    /// dependencies are ready at once, the others wait for theirs.
+    pub async fn create_run(&self, new: &NewRun) -> Result<Run, AppError> {
+        let now = now_ms();
+        let mut tags = new.tags.clone();
+        tags.sort();
+        tags.dedup();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "INSERT INTO runs (experiment_id, name, status, config, tags, created_ms, updated_ms, \
+             teacher, student, dataset) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(new.experiment_id)
+        .bind(&new.name)
+        .bind(Status::Queued.as_str())
+        .bind(to_json(&new.config)?)
+        .bind(to_json(&tags)?)
+        .bind(now)
+        .bind(now)
+        .bind(&new.config.teacher)
+        .bind(&new.config.student)
+        .bind(&new.config.train_data)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get(0)?;
+        for tag in &tags {
+            sqlx::query("INSERT INTO run_tags (run_id, tag) VALUES ($1, $2)")
+                .bind(id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for kind in StageKind::ALL {
+            let stage: i64 = sqlx::query(
+                "INSERT INTO stages (run_id, kind, status) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(id)
+            .bind(kind.as_str())
+            .bind(Status::Queued.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let job_status = if kind.depends_on().is_empty() {
+                "ready"
+            } else {
+                "blocked"
+            };
+            sqlx::query(
+                "INSERT INTO jobs (run_id, stage_id, kind, status, created_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(stage)
+            .bind(kind.as_str())
+            .bind(job_status)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.events().publish(Event::RunCreated { run_id: id });
+        Ok(Run {
+            id,
+            experiment_id: new.experiment_id,
+            name: new.name.clone(),
+            status: Status::Queued,
+            config: new.config.clone(),
+            tags,
+            created_ms: now,
+            updated_ms: now,
+            manifest: serde_json::json!({}),
+            metrics: None,
+        })
+    }
+
+    pub async fn get_run(&self, id: i64) -> Result<Run, AppError> {
+        let row = sqlx::query(AssertSqlSafe(format!("{RUN_COLUMNS} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("run {id}")))?;
+        run_from_row(&row)
+    }
+
+    /// `limit` runs from `offset` matching `filter`, in the given order, plus the total count.
+    pub async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        sort: RunSort,
+        descending: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Run>, i64), AppError> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut text_clause = |column: &str, value: &Option<String>, texts: &mut Vec<String>| {
+            if let Some(v) = value {
+                texts.push(v.clone());
+                clauses.push(format!("{column} = ${}", texts.len()));
+            }
+        };
+        text_clause(
+            "status",
+            &filter.status.map(|s| s.as_str().to_string()),
+            &mut texts,
+        );
+        text_clause("teacher", &filter.teacher, &mut texts);
+        text_clause("student", &filter.student, &mut texts);
+        text_clause("dataset", &filter.dataset, &mut texts);
+        if let Some(tag) = &filter.tag {
+            texts.push(tag.clone());
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ${})",
+                texts.len()
+            ));
+        }
+        let mut n = texts.len();
+        if filter.experiment_id.is_some() {
+            n += 1;
+            clauses.push(format!("experiment_id = ${n}"));
+        }
+        let filter_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let dir = if descending { "DESC" } else { "ASC" };
+        let col = sort.column();
+        // NULL metrics (runs not evaluated yet) always sort last, on both backends.
+        let sql = format!(
+            "{RUN_COLUMNS}{filter_sql} ORDER BY ({col} IS NULL), {col} {dir}, id {dir} \
+             LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for t in &texts {
+            q = q.bind(t.clone());
+        }
+        if let Some(e) = filter.experiment_id {
+            q = q.bind(e);
+        }
+        let rows = q.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        let mut count = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM runs{filter_sql}"
+        )));
+        for t in &texts {
+            count = count.bind(t.clone());
+        }
+        if let Some(e) = filter.experiment_id {
+            count = count.bind(e);
+        }
+        let total: i64 = count.fetch_one(self.pool()).await?.try_get(0)?;
+        let runs = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
+        Ok((runs, total))
+    }
+
+    /// Deletes a run and everything recorded about it.
+    pub async fn delete_run(&self, id: i64) -> Result<(), AppError> {
+        let done = sqlx::query("DELETE FROM runs WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(AppError::NotFound(format!("run {id}")));
+        }
+        self.events().publish(Event::RunDeleted { run_id: id });
+        Ok(())
+    }
+
+    pub async fn list_stages(&self, run_id: i64) -> Result<Vec<Stage>, AppError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{STAGE_COLUMNS} WHERE run_id = $1 ORDER BY id"
+        )))
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(stage_from_row).collect()
+    }
+}
+
+fn run_from_row(r: &AnyRow) -> Result<Run, AppError> {
+    let status: String = r.try_get(3)?;
+    let config: String = r.try_get(4)?;
+    let tags: String = r.try_get(5)?;
+    let manifest: String = r.try_get(8)?;
+    let map: Option<f64> = r.try_get(9)?;
+    let mrr: Option<f64> = r.try_get(10)?;
+    let ndcg: Option<f64> = r.try_get(11)?;
+    let metrics = match (map, mrr, ndcg) {
+        (Some(map), Some(mrr), Some(ndcg)) => Some(KeyMetrics { map, mrr, ndcg }),
+        _ => None,
+    };
+    Ok(Run {
+        id: r.try_get(0)?,
+        experiment_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+        config: serde_json::from_str::<RunConfig>(&config).map_err(|e| corrupt("run config", e))?,
+        tags: serde_json::from_str(&tags).map_err(|e| corrupt("run tags", e))?,
+        created_ms: r.try_get(6)?,
+        updated_ms: r.try_get(7)?,
+        manifest: serde_json::from_str(&manifest).map_err(|e| corrupt("run manifest", e))?,
+        metrics,
+    })
+}
+
+fn stage_from_row(r: &AnyRow) -> Result<Stage, AppError> {
+    let kind: String = r.try_get(2)?;
+    let status: String = r.try_get(3)?;
+    Ok(Stage {
+        id: r.try_get(0)?,
+        run_id: r.try_get(1)?,
+        kind: StageKind::parse(&kind).ok_or_else(|| corrupt("stage kind", &kind))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("stage status", &status))?,
+        progress: r.try_get(4)?,
+        attempt: r.try_get(5)?,
+        runner: r.try_get(6)?,
+        message: r.try_get(7)?,
+        started_ms: r.try_get(8)?,
+        finished_ms: r.try_get(9)?,
+        checkpoint: r.try_get(10)?,
+    })
+}
