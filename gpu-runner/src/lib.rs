@@ -10,5 +10,8 @@
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod schedule;
+pub mod student;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,5 +1,7 @@
 //! `gpu-runner`: one subcommand per pipeline stage, plus device information.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 
 /// Distillery's pipeline runner: teacher scoring, triplets, student training and evaluation.
@@ -18,6 +20,10 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Write a random-weight model in the Hugging Face layout.
+    NewModel(cli::new_model::NewModelArgs),
+    /// Train the student with MarginMSE on teacher triplets.
+    Train(cli::train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,5 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("device: {}", gpu_runner::device::describe(&dev));
             Ok(())
         }
+        Command::NewModel(args) => cli::new_model::run(args),
+        Command::Train(args) => cli::train::run(args),
     }
 }
