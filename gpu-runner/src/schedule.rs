@@ -109,10 +109,11 @@ mod tests {
         }
         assert_eq!(optimizer_steps(622_607, 16, 32, true, 1), 1216);
         assert_eq!(optimizer_steps(623_120, 16, 32, true, 1), 1218);
-        // Without drop_last: N ∈ [622 577, 623 104].
-        assert_eq!(optimizer_steps(622_577, 16, 32, false, 1), 1217);
+        // Without drop_last the spec's formula L = ceil(N/16) gives N ∈ [622 593, 623 104]
+        // (the spec's prose says 622 577, which its own formula maps to S = 1216).
+        assert_eq!(optimizer_steps(622_593, 16, 32, false, 1), 1217);
         assert_eq!(optimizer_steps(623_104, 16, 32, false, 1), 1217);
-        assert_eq!(optimizer_steps(622_576, 16, 32, false, 1), 1216);
+        assert_eq!(optimizer_steps(622_592, 16, 32, false, 1), 1216);
         assert_eq!(optimizer_steps(623_105, 16, 32, false, 1), 1218);
         // Fewer triplets than a batch still give one step.
         assert_eq!(optimizer_steps(3, 16, 32, true, 1), 1);

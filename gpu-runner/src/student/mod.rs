@@ -168,6 +168,22 @@ impl Student {
         &self.config
     }
 
+    /// The pair encoder (tokenizer with truncation) of this model.
+    pub fn encoder(&self) -> &PairEncoder {
+        &self.encoder
+    }
+
+    /// Raw logits of one encoded batch, shape `[B]`.
+    pub fn logits(&self, batch: &encode::EncodedBatch) -> Result<Vec<f32>> {
+        let logits = self.model.forward(
+            &batch.input_ids,
+            &batch.position_ids,
+            &batch.attention_mask,
+            Mode::Eval,
+        )?;
+        Ok(logits.to_vec1::<f32>()?)
+    }
+
     /// Raw logits (no sigmoid) of every (query, passage) pair, in input order. Pairs are batched
     /// by length, longest first, `batch_size` at a time.
     pub fn score_pairs(&self, pairs: &[(&str, &str)], batch_size: usize) -> Result<Vec<f32>> {

@@ -38,19 +38,31 @@ pub fn decays(name: &str) -> bool {
     !(name.contains("bias") || name.contains("LayerNorm"))
 }
 
+/// The per-step scalars of one AdamW update of one tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateScalars {
+    /// Learning rate of this update.
+    pub lr: f64,
+    /// Weight decay of the tensor's group (0 for biases and LayerNorm).
+    pub weight_decay: f64,
+    /// The 1-based step count `t`.
+    pub step: u64,
+}
+
 /// One torch AdamW step for one tensor; returns the new `(param, m, v)`.
-///
-/// `step` is the 1-based step count `t`; `weight_decay` is already 0 for no-decay parameters.
 pub fn adamw_update(
     param: &Tensor,
     grad: &Tensor,
     m: &Tensor,
     v: &Tensor,
-    lr: f64,
-    weight_decay: f64,
-    step: u64,
+    s: UpdateScalars,
     hp: &AdamWParams,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let UpdateScalars {
+        lr,
+        weight_decay,
+        step,
+    } = s;
     let param = if weight_decay != 0.0 {
         (param * (1.0 - lr * weight_decay))?
     } else {
@@ -121,9 +133,11 @@ impl AdamW {
                 grad,
                 &self.m[i],
                 &self.v[i],
-                lr,
-                wd,
-                self.step,
+                UpdateScalars {
+                    lr,
+                    weight_decay: wd,
+                    step: self.step,
+                },
                 &self.params,
             )?;
             var.set(&p)?;

@@ -247,12 +247,12 @@ impl Trainer {
         Ok((total / n_batches.max(1) as f64) as f32)
     }
 
-    /// The current parameters by HF name.
-    pub fn parameters(&self) -> HashMap<String, Tensor> {
+    /// A snapshot (copy) of the current parameters by HF name; later updates do not change it.
+    pub fn parameters(&self) -> Result<HashMap<String, Tensor>> {
         self.optimizer
             .vars()
             .iter()
-            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .map(|(name, var)| Ok((name.clone(), var.as_tensor().detach().copy()?)))
             .collect()
     }
 
@@ -309,7 +309,7 @@ impl Trainer {
             }
         }
         write_json(&dir.join(CONFIG_FILE), &json)?;
-        save_weights(&self.parameters(), &dir.join(WEIGHTS_FILE))?;
+        save_weights(&self.parameters()?, &dir.join(WEIGHTS_FILE))?;
         let tokenizer_files = [
             TOKENIZER_FILE,
             "tokenizer_config.json",
