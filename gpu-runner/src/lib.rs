@@ -7,11 +7,16 @@
 //! Architecture invariant: the library never prints to stdout and never exits the process;
 //! errors are values of [`Error`], and the binary decides how to report them.
 
+pub mod bench;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod jsonl;
 pub mod schedule;
+pub mod scores;
 pub mod student;
 pub mod train;
+pub mod triplets;
 
 pub use error::{Error, Result};

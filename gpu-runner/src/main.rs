@@ -1,8 +1,8 @@
 //! `gpu-runner`: one subcommand per pipeline stage, plus device information.
 
-mod cli;
-
 use clap::{Parser, Subcommand};
+
+mod cli;
 
 /// Distillery's pipeline runner: teacher scoring, triplets, student training and evaluation.
 #[derive(Debug, Parser)]
@@ -20,10 +20,18 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Print load-time statistics of an MTEB reranking file as JSON.
+    DataStats(cli::data_stats::DataStatsArgs),
+    /// Build margin triplets from a teacher-score file (the reference create_triplets.py).
+    Triplets(cli::triplets::TripletsArgs),
+    /// Time the triplets stage on a synthetic score file.
+    BenchTriplets(cli::bench_triplets::BenchTripletsArgs),
     /// Write a random-weight model in the Hugging Face layout.
     NewModel(cli::new_model::NewModelArgs),
     /// Train the student with MarginMSE on teacher triplets.
     Train(cli::train::TrainArgs),
+    /// Score every pair of a reranking file with a student model (raw logits).
+    Predict(cli::predict::PredictArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,7 +59,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("device: {}", gpu_runner::device::describe(&dev));
             Ok(())
         }
+        Command::DataStats(args) => cli::data_stats::run(args),
+        Command::Triplets(args) => cli::triplets::run(args),
+        Command::BenchTriplets(args) => cli::bench_triplets::run(args),
         Command::NewModel(args) => cli::new_model::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Predict(args) => cli::predict::run(args),
     }
 }

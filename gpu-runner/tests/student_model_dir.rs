@@ -220,3 +220,40 @@ fn resume_continues_exactly_with_dropout_and_shuffle() {
         "{err}"
     );
 }
+
+#[test]
+fn predict_writes_logits_in_flattened_teacher_score_order() {
+    use gpu_runner::student::predict::{predict_file, PredictConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("test.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"query": "how to sort a list", "positive": ["sorted(list)"], "negative": ["java null", "a much longer passage about python lists and sorting them"]}"#,
+            "\n",
+            r#"{"query": "git undo commit", "positive": ["git reset --soft HEAD~1", "git revert"], "negative": []}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("scores.jsonl");
+    let cfg = PredictConfig {
+        batch_size: 2,
+        max_length: None,
+    };
+    let mut seen = 0;
+    let n = predict_file(&tiny(), &data, &output, &cfg, &Device::Cpu, |k| seen += k).unwrap();
+    assert_eq!((n, seen), (5, 5));
+    let records = gpu_runner::scores::read_scores(&output).unwrap();
+    let order: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.query.as_str(), r.passage.as_str()))
+        .collect();
+    assert_eq!(order[1], ("how to sort a list", "java null"));
+    assert_eq!(order[3], ("git undo commit", "git reset --soft HEAD~1"));
+    let student = Student::load(&tiny(), &Device::Cpu, None).unwrap();
+    let want = student.score_pairs(&order, 1).unwrap();
+    for (r, w) in records.iter().zip(want) {
+        assert!((r.score - w as f64).abs() < 1e-5, "{} vs {w}", r.score);
+    }
+}

@@ -1,5 +1,9 @@
-//! Subcommands of the `gpu-runner` binary: one module per subcommand, each with its clap
-//! arguments and its handler.
+//! Subcommands of the `gpu-runner` binary: each module holds one clap args struct and its
+//! handler, which only parses, calls the library and prints.
 
+pub mod bench_triplets;
+pub mod data_stats;
 pub mod new_model;
+pub mod predict;
 pub mod train;
+pub mod triplets;

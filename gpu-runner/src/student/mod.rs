@@ -8,6 +8,7 @@
 pub mod encode;
 pub mod new_model;
 pub mod ops;
+pub mod predict;
 pub mod xlm_roberta;
 
 use std::collections::HashMap;
@@ -147,9 +148,16 @@ pub struct Student {
 }
 
 impl Student {
-    /// Loads an HF model directory (`config.json`, weights, `tokenizer.json`).
-    pub fn load(dir: &Path, device: &Device, max_length: usize) -> Result<Self> {
+    /// Loads an HF model directory (`config.json`, weights, `tokenizer.json`). Pairs are
+    /// truncated to `max_length` tokens; `None` means what `CrossEncoder` uses at evaluation,
+    /// `max_position_embeddings − pad_token_id − 1` (8192 for bge-reranker-v2-m3).
+    pub fn load(dir: &Path, device: &Device, max_length: impl Into<Option<usize>>) -> Result<Self> {
         let config = load_config(dir)?;
+        let max_length = max_length.into().unwrap_or(
+            config
+                .max_position_embeddings
+                .saturating_sub(config.pad_token_id as usize + 1),
+        );
         let weights = load_weights(dir, &config, device)?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, device);
         let model = XLMRobertaForSequenceClassification::load(vb, &config, DType::F32)?;
@@ -187,6 +195,16 @@ impl Student {
     /// Raw logits (no sigmoid) of every (query, passage) pair, in input order. Pairs are batched
     /// by length, longest first, `batch_size` at a time.
     pub fn score_pairs(&self, pairs: &[(&str, &str)], batch_size: usize) -> Result<Vec<f32>> {
+        self.score_pairs_with(pairs, batch_size, |_| {})
+    }
+
+    /// [`Student::score_pairs`], calling `on_batch(n_pairs)` after every batch (for progress).
+    pub fn score_pairs_with(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_size: usize,
+        mut on_batch: impl FnMut(usize),
+    ) -> Result<Vec<f32>> {
         let ids = self.encoder.token_ids(pairs)?;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let mut scores = vec![0f32; pairs.len()];
@@ -205,6 +223,7 @@ impl Student {
             for (&i, s) in batch.iter().zip(logits) {
                 scores[i] = s;
             }
+            on_batch(batch.len());
         }
         Ok(scores)
     }
