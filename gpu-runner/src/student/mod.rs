@@ -139,6 +139,22 @@ pub fn save_weights(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// The token budget of a pair: `requested`, capped at (and by default) the longest sequence the
+/// position table holds, `max_position_embeddings − pad_token_id − 1` (8192 for bge-reranker-v2-m3).
+pub fn usable_max_length(config: &Config, requested: Option<usize>) -> usize {
+    let limit = config
+        .max_position_embeddings
+        .saturating_sub(config.pad_token_id as usize + 1);
+    match requested {
+        Some(n) if n > limit => {
+            tracing::warn!("max length {n} exceeds the model's {limit} positions; using {limit}");
+            limit
+        }
+        Some(n) => n,
+        None => limit,
+    }
+}
+
 /// A loaded student for inference: weights as plain (untracked) tensors plus the tokenizer.
 pub struct Student {
     model: XLMRobertaForSequenceClassification,
@@ -149,15 +165,11 @@ pub struct Student {
 
 impl Student {
     /// Loads an HF model directory (`config.json`, weights, `tokenizer.json`). Pairs are
-    /// truncated to `max_length` tokens; `None` means what `CrossEncoder` uses at evaluation,
-    /// `max_position_embeddings − pad_token_id − 1` (8192 for bge-reranker-v2-m3).
+    /// truncated to `max_length` tokens; `None` means what `CrossEncoder` uses at evaluation
+    /// (see [`usable_max_length`]).
     pub fn load(dir: &Path, device: &Device, max_length: impl Into<Option<usize>>) -> Result<Self> {
         let config = load_config(dir)?;
-        let max_length = max_length.into().unwrap_or(
-            config
-                .max_position_embeddings
-                .saturating_sub(config.pad_token_id as usize + 1),
-        );
+        let max_length = usable_max_length(&config, max_length.into());
         let weights = load_weights(dir, &config, device)?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, device);
         let model = XLMRobertaForSequenceClassification::load(vb, &config, DType::F32)?;

@@ -187,17 +187,19 @@ impl AdamW {
 /// `min(1, max_norm / (total + 1e-6))` where `total` is the L2 norm over all gradients.
 /// Returns `total` (before clipping), which the trainer logs as `grad_norm`.
 pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f32> {
-    let mut sum_sq = 0f32;
-    for g in grads.iter().flatten() {
-        let norm = g
-            .sqr()?
-            .sum_all()?
-            .to_dtype(DType::F32)?
-            .to_scalar::<f32>()?
-            .sqrt();
-        sum_sq += norm * norm;
+    // Squared per-tensor norms summed on the device: one host sync per update.
+    let squares = grads
+        .iter()
+        .flatten()
+        .map(|g| g.to_dtype(DType::F32)?.sqr()?.sum_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    if squares.is_empty() {
+        return Ok(0.0);
     }
-    let total = sum_sq.sqrt();
+    let total = Tensor::stack(&squares, 0)?
+        .sum_all()?
+        .to_scalar::<f32>()?
+        .sqrt();
     let coef = (max_norm as f32 / (total + 1e-6)).min(1.0);
     if max_norm > 0.0 && coef < 1.0 {
         for g in grads.iter_mut().flatten() {

@@ -21,7 +21,8 @@ use crate::student::new_model::{write_json, SIGMOID_ACTIVATION};
 use crate::student::ops::{DropoutRng, Mode};
 use crate::student::xlm_roberta::{Config, XLMRobertaForSequenceClassification};
 use crate::student::{
-    load_config, load_weights, save_weights, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+    load_config, load_weights, save_weights, usable_max_length, CONFIG_FILE, TOKENIZER_FILE,
+    WEIGHTS_FILE,
 };
 use crate::{Error, Result};
 use adamw::{clip_grad_norm, AdamW, AdamWParams};
@@ -153,9 +154,10 @@ impl Trainer {
         };
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = XLMRobertaForSequenceClassification::load(vb, &config, compute)?;
+        let max_length = usable_max_length(&config, Some(cfg.max_length));
         let encoder = PairEncoder::from_file(
             &cfg.model.join(TOKENIZER_FILE),
-            cfg.max_length,
+            max_length,
             config.pad_token_id,
         )?;
         let params = AdamWParams {
