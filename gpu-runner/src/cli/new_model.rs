@@ -18,6 +18,7 @@ pub enum PresetArg {
     /// Hidden 32, 2 layers, with a small generated tokenizer.
     Tiny,
     /// The shapes of BAAI/bge-reranker-v2-m3 (568M parameters).
+    #[value(name = "bge-reranker-v2-m3")]
     BgeRerankerV2M3,
 }
 
@@ -60,4 +61,19 @@ pub fn run(args: NewModelArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_names_are_the_issue_spelling() {
+        let names: Vec<String> = PresetArg::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        assert_eq!(names, vec!["tiny", "bge-reranker-v2-m3"]);
+        assert_eq!(Arch::from_str("xlm-roberta", false), Ok(Arch::XlmRoberta));
+    }
 }
