@@ -3,7 +3,7 @@
 
 The model is the tiny random-weight teacher that our own binary writes deterministically:
 
-    gpu-runner new-teacher-model --preset tiny --seed 0 --tokenizer TOKENIZER_JSON --out MODEL_DIR
+    gpu-runner new-model --arch qwen3-reranker --preset tiny --seed 0 --tokenizer TOKENIZER_JSON --out MODEL_DIR
     python make_teacher_goldens.py MODEL_DIR gpu-runner/tests/goldens/teacher_tiny.json
 
 Prompt ids are built here independently (official prompt, single newlines, default
@@ -78,7 +78,7 @@ def main():
     config_sha = hashlib.sha256((model_dir / "config.json").read_bytes()).hexdigest()
     golden = {
         "about": "z_yes - z_no of transformers Qwen3ForCausalLM (float32, eager, one left-padded batch) "
-                 "on `gpu-runner new-teacher-model --preset tiny --seed 0`; made by "
+                 "on `gpu-runner new-model --arch qwen3-reranker --preset tiny --seed 0`; made by "
                  "gpu-runner/parity/make_teacher_goldens.py",
         "preset": "tiny",
         "seed": 0,

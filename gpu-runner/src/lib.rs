@@ -24,8 +24,11 @@ pub mod error;
 pub mod io;
 pub mod jsonl;
 pub mod metrics;
+pub mod schedule;
 pub mod scores;
+pub mod student;
 pub mod teacher;
+pub mod train;
 pub mod triplets;
 
 pub use error::{Error, Result};

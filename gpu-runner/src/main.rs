@@ -22,8 +22,6 @@ enum Command {
     },
     /// Score every (query, passage) pair of a data file with the teacher.
     Score(cli::score::ScoreArgs),
-    /// Write a random-weight teacher checkpoint (Qwen3-Reranker shapes).
-    NewTeacherModel(cli::new_teacher_model::NewTeacherModelArgs),
     /// Print load-time statistics of an MTEB reranking file as JSON.
     DataStats(cli::data_stats::DataStatsArgs),
     /// Build margin triplets from a teacher-score file (the reference create_triplets.py).
@@ -34,6 +32,12 @@ enum Command {
     Metrics(cli::metrics::MetricsArgs),
     /// Paired before/after comparison with bootstrap CIs and randomization-test p-values.
     Compare(cli::compare::CompareArgs),
+    /// Write a random-weight model in the Hugging Face layout.
+    NewModel(cli::new_model::NewModelArgs),
+    /// Train the student with MarginMSE on teacher triplets.
+    Train(cli::train::TrainArgs),
+    /// Score every pair of a reranking file with a student model (raw logits).
+    Predict(cli::predict::PredictArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,11 +66,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score(args) => cli::score::run(args),
-        Command::NewTeacherModel(args) => cli::new_teacher_model::run(args),
         Command::DataStats(args) => cli::data_stats::run(args),
         Command::Triplets(args) => cli::triplets::run(args),
         Command::BenchTriplets(args) => cli::bench_triplets::run(args),
         Command::Metrics(args) => cli::metrics::run(args),
         Command::Compare(args) => cli::compare::run(args),
+        Command::NewModel(args) => cli::new_model::run(args),
+        Command::Train(args) => cli::train::run(args),
+        Command::Predict(args) => cli::predict::run(args),
     }
 }

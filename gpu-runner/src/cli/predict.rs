@@ -1,0 +1,60 @@
+//! `gpu-runner predict`: student logits in the teacher-score format.
+
+use std::path::PathBuf;
+
+use gpu_runner::student::predict::{predict_file, PredictConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Arguments of `gpu-runner predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Model directory (config.json, model.safetensors or shards, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// MTEB reranking file, `.jsonl` or `.jsonl.gz`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Score file to write (one `{query, passage, score}` line per pair, raw logits).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Token budget per pair (default: what CrossEncoder uses, max_position_embeddings − 2).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `predict`.
+pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    let device = gpu_runner::device::parse_device(&args.device)?;
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let n = gpu_runner::student::predict::count_pairs(&args.data)?;
+        let bar = ProgressBar::new(n as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} pairs, ETA {eta_precise}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let cfg = PredictConfig {
+        batch_size: args.batch_size,
+        max_length: args.max_length,
+    };
+    let n = predict_file(&args.model, &args.data, &args.output, &cfg, &device, |k| {
+        bar.inc(k as u64)
+    })?;
+    bar.finish();
+    tracing::info!("wrote {n} scores to {}", args.output.display());
+    Ok(())
+}
