@@ -7,6 +7,8 @@
 //! Architecture invariant: the library never prints to stdout and never exits the process;
 //! errors are values of [`Error`], and the binary decides how to report them.
 
+pub mod bench;
+pub mod cuda_mem;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -24,6 +24,10 @@ enum Command {
     Score(cli::score::ScoreArgs),
     /// Write a random-weight teacher checkpoint (Qwen3-Reranker shapes).
     NewTeacherModel(cli::new_teacher_model::NewTeacherModelArgs),
+    /// Check the teacher against its transformers parity goldens on any device and dtype.
+    TeacherParity(cli::teacher_parity::TeacherParityArgs),
+    /// Benchmark the GPU workloads (throughput, MFU, peak memory) on random-weight models.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,5 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Score(args) => cli::score::run(args),
         Command::NewTeacherModel(args) => cli::new_teacher_model::run(args),
+        Command::TeacherParity(args) => cli::teacher_parity::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -8,8 +8,10 @@
 //! content hash; [`new_model`] writes random-weight checkpoints for tests and benchmarks.
 
 pub mod cache;
+pub mod golden;
 pub mod job;
 pub mod new_model;
+pub mod ops;
 pub mod prompt;
 pub mod qwen3;
 
