@@ -19,7 +19,7 @@ use super::{BenchRow, PEAK_BF16_FLOPS};
 use crate::cuda_mem::MemoryPool;
 use crate::teacher::new_model::{self, Preset};
 use crate::teacher::qwen3::{Config, Qwen3Scorer};
-use crate::teacher::{plan_batches, Batching};
+use crate::teacher::{plan_batches, reuse, Batching};
 use crate::Result;
 
 /// Tokens of `\n<Document>:` between a query and its document.
@@ -216,9 +216,9 @@ fn run_query_reuse(
     Ok((scores, total))
 }
 
-/// Query-level reuse with length-bucketed documents: the query segments of up to
-/// [`SEGMENT_CHUNK`] queries run at once, then all their documents are sorted by length and
-/// batched across queries, so a batch pads to similar lengths instead of its longest title.
+/// Query-level reuse with length-bucketed documents, through the teacher's production path
+/// ([`reuse::score_split`]): the segments of up to [`reuse::SEGMENT_CHUNK`] queries run at once,
+/// then their documents are sorted by length and batched across queries.
 fn run_query_reuse_bucketed(
     model: &Qwen3Scorer,
     cfg: &Config,
@@ -227,43 +227,24 @@ fn run_query_reuse_bucketed(
 ) -> Result<ModeRun> {
     let prefix = model.prefix(&w.shared)?;
     let p = w.shared.len();
-    let mut scores = Vec::with_capacity(w.pairs());
-    let mut total = flops(cfg, 0, p);
-    let all: Vec<usize> = (0..w.queries.len()).collect();
-    for group in all.chunks(SEGMENT_CHUNK) {
-        let segs: Vec<&[u32]> = group.iter().map(|&q| w.queries[q].as_slice()).collect();
-        let kv = model.segments(Some(&prefix), &segs)?;
-        let mut owner = Vec::new();
-        let mut seqs: Vec<&[u32]> = Vec::new();
-        for (slot, &q) in group.iter().enumerate() {
-            let ql = w.queries[q].len();
-            total += flops(cfg, p, ql);
-            for d in &w.docs[q] {
-                owner.push(slot);
-                seqs.push(d);
-                total += flops(cfg, p + ql, d.len());
-            }
-        }
-        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-        let mut chunk_scores = vec![0.0f32; seqs.len()];
-        for b in plan_batches(&lengths, Batching::Size(batch)) {
-            let bs: Vec<&[u32]> = b.iter().map(|&i| seqs[i]).collect();
-            let bo: Vec<usize> = b.iter().map(|&i| owner[i]).collect();
-            for (&i, s) in b
-                .iter()
-                .zip(model.score_in_segments(Some(&prefix), &kv, &bo, &bs)?)
-            {
-                chunk_scores[i] = s;
-            }
-        }
-        scores.extend(chunk_scores);
-    }
+    let index = w.pair_index();
+    let split = reuse::QuerySplit {
+        segments: w.queries.clone(),
+        owner: index.iter().map(|&(q, _)| q).collect(),
+        rests: index.iter().map(|&(q, d)| w.docs[q][d].clone()).collect(),
+    };
+    let scores = reuse::score_split(model, Some(&prefix), &split, Batching::Size(batch))?;
+    let total = flops(cfg, 0, p)
+        + w.queries
+            .iter()
+            .map(|q| flops(cfg, p, q.len()))
+            .sum::<f64>()
+        + index
+            .iter()
+            .map(|&(q, d)| flops(cfg, p + w.queries[q].len(), w.docs[q][d].len()))
+            .sum::<f64>();
     Ok((scores, total))
 }
-
-/// Queries whose segments are kept at once by `query_reuse_bucketed` (8B: ~6 MB of keys and
-/// values per query).
-const SEGMENT_CHUNK: usize = 256;
 
 /// The rows of the teacher benchmark and, per reuse mode, the largest score difference to
 /// `no_reuse` (the same pairs, so only rounding may differ).
