@@ -8,6 +8,7 @@
 //! content hash; [`new_model`] writes random-weight checkpoints for tests and benchmarks.
 
 pub mod cache;
+pub mod config;
 pub mod golden;
 pub mod job;
 pub mod new_model;
