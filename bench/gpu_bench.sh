@@ -11,16 +11,17 @@ set -uo pipefail
 OUT=${OUT:-bench-out}
 export OUT
 mkdir -p "$OUT"
-if [ ! -x ./gpu-runner ]; then
-  python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('gpu-runner.xz'),open('gpu-runner','wb'))"
-  chmod +x ./gpu-runner
+BIN=./gpu-runner.bin   # not ./gpu-runner: that is the crate's folder
+if [ ! -x "$BIN" ]; then
+  python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('gpu-runner.xz'),open('$BIN','wb'))"
+  chmod +x "$BIN"
 fi
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; } | tee "$OUT/card.txt"
 status=0
 for dtype in f32 bf16; do
-  ./gpu-runner teacher-parity --device cuda --dtype "$dtype" 2>>"$OUT/stderr.txt" | tee -a "$OUT/parity.txt" || status=1
+  "$BIN" teacher-parity --device cuda --dtype "$dtype" 2>>"$OUT/stderr.txt" | tee -a "$OUT/parity.txt" || status=1
 done
-./gpu-runner bench --device cuda --batch "${BATCHES:-240}" --json "$OUT/ours.json" 2>>"$OUT/stderr.txt" \
+"$BIN" bench --device cuda --batch "${BATCHES:-240}" --json "$OUT/ours.json" 2>>"$OUT/stderr.txt" \
   | tee "$OUT/ours.txt" || status=1
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
   python3 bench/torch_prefix_reference.py 2>>"$OUT/stderr.txt" | tee "$OUT/torch.txt" || status=1
