@@ -43,6 +43,9 @@ pub struct TeacherBenchOptions {
     pub batch: usize,
     /// Seed of the synthetic token ids.
     pub seed: u64,
+    /// `Some((query, rest))`: every query segment and every pair's rest has exactly these token
+    /// counts (the PyTorch reference's shapes are 16 and 20); `None`: StackOverflow titles.
+    pub fixed_lengths: Option<(usize, usize)>,
 }
 
 /// Synthetic prompts: random ids with the token lengths of the real ones.
@@ -96,6 +99,41 @@ impl Workload {
             shared,
             queries: queries_ids,
             docs,
+        }
+    }
+
+    /// Like [`Workload::stackoverflow_like`] but with every query segment `query_len` and every
+    /// document part `rest_len` tokens long.
+    pub fn fixed(
+        queries: usize,
+        docs_per_query: usize,
+        shared_len: usize,
+        (query_len, rest_len): (usize, usize),
+        seed: u64,
+    ) -> Workload {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut ids =
+            |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..151_000)).collect() };
+        let shared = ids(shared_len);
+        let queries_ids: Vec<Vec<u32>> = (0..queries).map(|_| ids(query_len)).collect();
+        let docs = (0..queries)
+            .map(|_| (0..docs_per_query).map(|_| ids(rest_len)).collect())
+            .collect();
+        Workload {
+            shared,
+            queries: queries_ids,
+            docs,
+        }
+    }
+
+    fn for_options(opts: &TeacherBenchOptions, queries: usize, seed: u64) -> Workload {
+        match opts.fixed_lengths {
+            Some(lens) => {
+                Workload::fixed(queries, opts.docs_per_query, opts.shared_len, lens, seed)
+            }
+            None => {
+                Workload::stackoverflow_like(queries, opts.docs_per_query, opts.shared_len, seed)
+            }
         }
     }
 
@@ -260,18 +298,9 @@ pub fn run(opts: &TeacherBenchOptions) -> Result<TeacherBenchReport> {
     let (cfg, vb, score_weight) =
         new_model::random_on_device(opts.preset, opts.dtype, &opts.device)?;
     let model = Qwen3Scorer::load(&cfg, vb, score_weight)?;
-    let work = Workload::stackoverflow_like(
-        opts.queries,
-        opts.docs_per_query,
-        opts.shared_len,
-        opts.seed,
-    );
-    let warm = Workload::stackoverflow_like(
-        (opts.batch / opts.docs_per_query.max(1)).max(1),
-        opts.docs_per_query,
-        opts.shared_len,
-        opts.seed + 1,
-    );
+    let work = Workload::for_options(opts, opts.queries, opts.seed);
+    let warm_queries = (opts.batch / opts.docs_per_query.max(1)).max(1);
+    let warm = Workload::for_options(opts, warm_queries, opts.seed + 1);
     type Runner = fn(&Qwen3Scorer, &Config, &Workload, usize) -> Result<ModeRun>;
     let modes: [(&str, Runner); 4] = [
         ("no_reuse", run_no_reuse),
@@ -289,7 +318,11 @@ pub fn run(opts: &TeacherBenchOptions) -> Result<TeacherBenchReport> {
         let seconds = start.elapsed().as_secs_f64();
         tracing::info!(mode = name, seconds, "teacher bench mode done");
         rows.push(BenchRow {
-            workload: "teacher".into(),
+            workload: if opts.fixed_lengths.is_some() {
+                "teacher-fx".into()
+            } else {
+                "teacher".into()
+            },
             mode: name.into(),
             batch: opts.batch,
             items: scores.len(),
@@ -343,6 +376,7 @@ mod tests {
             shared_len: 7,
             batch: 7,
             seed: 3,
+            fixed_lengths: None,
         };
         let report = run(&opts).unwrap();
         assert_eq!(report.rows.len(), 4);

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Pairs per teacher batch (comma-separated for several runs).
     #[arg(long, value_delimiter = ',', default_value = "240")]
     pub batch: Vec<usize>,
+    /// Use the PyTorch reference's fixed shapes instead of StackOverflow titles: every query
+    /// segment QUERY tokens and every pair's rest REST tokens, e.g. 16,20.
+    #[arg(long, value_delimiter = ',', value_name = "QUERY,REST")]
+    pub fixed_lengths: Option<Vec<usize>>,
     /// Also write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -40,6 +44,11 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = gpu_runner::device::parse_device(&args.device)?;
     let dtype = gpu_runner::teacher::parse_dtype(&args.dtype)?;
+    let fixed_lengths = match args.fixed_lengths.as_deref() {
+        None => None,
+        Some(&[query, rest]) => Some((query, rest)),
+        Some(other) => anyhow::bail!("--fixed-lengths takes QUERY,REST, got {other:?}"),
+    };
     let mut rows = Vec::new();
     for &batch in &args.batch {
         let opts = teacher::TeacherBenchOptions {
@@ -51,12 +60,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             shared_len: args.shared_len,
             batch,
             seed: 0,
+            fixed_lengths,
         };
         let report = teacher::run(&opts).context("teacher benchmark")?;
         println!(
-            "teacher {} {} batch {batch}: mean prompt {:.1} tokens; max |score - no_reuse|: {}",
+            "teacher {} {} batch {batch}{}: mean prompt {:.1} tokens; max |score - no_reuse|: {}",
             args.teacher_preset,
             args.dtype,
+            if opts.fixed_lengths.is_some() {
+                " (fixed lengths)"
+            } else {
+                ""
+            },
             report.mean_prompt_len,
             report
                 .max_diff

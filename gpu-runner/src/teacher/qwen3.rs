@@ -18,20 +18,58 @@ use super::ops::{attention, causal_mask, rms_norm, segment_mask};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
-/// NeoX-style rotary embedding; tables are computed in f32 per call.
+/// Positions whose RoPE tables are made once at load and gathered on the device per batch.
+const ROPE_TABLE_LEN: usize = 8192;
+
+/// NeoX-style rotary embedding. Angles are computed in f32 and cast to the activation dtype,
+/// once at load for the first [`ROPE_TABLE_LEN`] positions (gathered per batch on the device),
+/// per call beyond them.
 #[derive(Debug, Clone)]
 struct Qwen3RotaryEmbedding {
     inv_freq: Vec<f32>,
+    /// `cos`, `sin` `[ROPE_TABLE_LEN, Dh/2]` of positions `0..`.
+    table: Option<(Tensor, Tensor)>,
 }
 
 impl Qwen3RotaryEmbedding {
-    fn new(cfg: &Config) -> Self {
+    fn new(cfg: &Config, dtype: DType, dev: &Device) -> Result<Self> {
         let dim = cfg.head_dim;
         let base = cfg.rope_theta as f32;
         let inv_freq = (0..dim / 2)
             .map(|j| 1.0 / base.powf((2 * j) as f32 / dim as f32))
             .collect();
-        Self { inv_freq }
+        let mut rope = Self {
+            inv_freq,
+            table: None,
+        };
+        let len = ROPE_TABLE_LEN.min(cfg.max_position_embeddings);
+        rope.table = Some(rope.cos_sin(0, len, dtype, dev)?);
+        Ok(rope)
+    }
+
+    /// The tables of positions `starts[b] .. starts[b] + len`, gathered from the load-time table.
+    fn gather(&self, starts: &[usize], len: usize) -> Result<Option<(Tensor, Tensor)>> {
+        let Some((cos, sin)) = &self.table else {
+            return Ok(None);
+        };
+        if starts.iter().any(|&s| s + len > cos.dim(0).unwrap_or(0)) {
+            return Ok(None);
+        }
+        if starts.windows(2).all(|w| w[0] == w[1]) {
+            let s = starts.first().copied().unwrap_or(0);
+            return Ok(Some((cos.narrow(0, s, len)?, sin.narrow(0, s, len)?)));
+        }
+        let pos: Vec<u32> = starts
+            .iter()
+            .flat_map(|&s| (s..s + len).map(|p| p as u32))
+            .collect();
+        let pos = Tensor::new(pos, cos.device())?;
+        let half = self.inv_freq.len();
+        let shape = (starts.len(), len, half);
+        Ok(Some((
+            cos.index_select(&pos, 0)?.reshape(shape)?,
+            sin.index_select(&pos, 0)?.reshape(shape)?,
+        )))
     }
 
     /// `cos`, `sin` of shape `[len, Dh/2]` for positions `start .. start + len`, in `dtype`.
@@ -62,6 +100,9 @@ impl Qwen3RotaryEmbedding {
         dtype: DType,
         dev: &Device,
     ) -> Result<(Tensor, Tensor)> {
+        if let Some(tables) = self.gather(starts, len)? {
+            return Ok(tables);
+        }
         if starts.windows(2).all(|w| w[0] == w[1]) {
             return self.cos_sin(starts.first().copied().unwrap_or(0), len, dtype, dev);
         }
@@ -323,7 +364,7 @@ impl Qwen3Scorer {
             embed_tokens,
             layers,
             norm,
-            rotary: Qwen3RotaryEmbedding::new(cfg),
+            rotary: Qwen3RotaryEmbedding::new(cfg, vb.dtype(), vb.device())?,
             score_weight,
             dtype: vb.dtype(),
         })
