@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod cuda_mem;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -38,6 +38,10 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Score every pair of a reranking file with a student model (raw logits).
     Predict(cli::predict::PredictArgs),
+    /// Check the teacher against its transformers parity goldens on any device and dtype.
+    TeacherParity(cli::teacher_parity::TeacherParityArgs),
+    /// Benchmark the GPU workloads (throughput, MFU, peak memory) on random-weight models.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,5 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::NewModel(args) => cli::new_model::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Predict(args) => cli::predict::run(args),
+        Command::TeacherParity(args) => cli::teacher_parity::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -4,21 +4,24 @@
 //! - `cargo xtask test`: every check CI runs (fmt, clippy, unit, integration, Postgres,
 //!   wasm build and browser end-to-end tests).
 //! - `cargo xtask setup`: only the installs; `cargo xtask build-app`: only the dashboard.
+//! - `cargo xtask gpu-build`: the CUDA `gpu-runner` (not part of CI), xz-compressed for carrying.
 
 mod app;
 mod demo;
+mod gpu;
 mod setup;
 mod test;
 mod util;
 
 use anyhow::bail;
 
-const USAGE: &str = "usage: cargo xtask <demo|test|setup|build-app>
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|build-app|gpu-build>
 
   demo        install what is missing, start the dashboard (SQLite) and a CPU runner, run the demo
   test        run every test: fmt, clippy, unit, integration, Postgres, wasm build, browser e2e
   setup       install the wasm target, wasm-bindgen-cli, npm assets (and chromium with --browser)
-  build-app   build the dashboard into app/dist";
+  build-app   build the dashboard into app/dist
+  gpu-build   build gpu-runner with CUDA into target/cuda (installs the CUDA wheels), write gpu-runner.xz";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test::run(&args[1..]),
         Some("setup") => setup::run(args.iter().any(|a| a == "--browser")),
         Some("build-app") => app::build(),
+        Some("gpu-build") => gpu::build(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

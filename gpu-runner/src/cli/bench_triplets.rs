@@ -1,6 +1,6 @@
 //! `gpu-runner bench-triplets`: times the triplets stage on a synthetic score file.
 
-use gpu_runner::bench::{bench_triplets, BenchConfig};
+use gpu_runner::bench::triplets::{bench_triplets, BenchConfig};
 
 /// Arguments of `gpu-runner bench-triplets`.
 #[derive(Debug, clap::Args)]

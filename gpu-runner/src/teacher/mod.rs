@@ -8,10 +8,14 @@
 //! content hash; [`new_model`] writes random-weight checkpoints for tests and benchmarks.
 
 pub mod cache;
+pub mod config;
+pub mod golden;
 pub mod job;
 pub mod new_model;
+pub mod ops;
 pub mod prompt;
 pub mod qwen3;
+pub mod reuse;
 
 use std::path::{Path, PathBuf};
 
@@ -202,21 +206,28 @@ impl Teacher {
         Ok(self.model.score_batch(None, prompts)?)
     }
 
-    /// Scores `pairs` in length-bucketed batches; returns `z_yes − z_no` in pair order.
+    /// Scores sequences from [`Teacher::encode_pair`] with query-level reuse: the tokens the
+    /// pairs of one query share (`query[i]` names pair `i`'s query) run once per query, the rest
+    /// in length-bucketed batches. Returns scores in input order.
+    pub fn score_encoded_by_query<K: std::hash::Hash + Eq>(
+        &self,
+        rests: &[Vec<u32>],
+        query: &[K],
+        batching: Batching,
+    ) -> Result<Vec<f32>> {
+        let split = reuse::split_by_query(rests, query);
+        reuse::score_split(&self.model, Some(&self.prefix_kv), &split, batching)
+    }
+
+    /// Scores `pairs` with query-level reuse in length-bucketed batches; returns `z_yes − z_no`
+    /// in pair order.
     pub fn score_pairs(&self, pairs: &[(&str, &str)], batching: Batching) -> Result<Vec<f32>> {
         let rests = pairs
             .iter()
             .map(|(q, p)| self.encode_pair(q, p))
             .collect::<Result<Vec<_>>>()?;
-        let lengths: Vec<usize> = rests.iter().map(Vec::len).collect();
-        let mut scores = vec![0.0f32; pairs.len()];
-        for batch in plan_batches(&lengths, batching) {
-            let seqs: Vec<&[u32]> = batch.iter().map(|&i| rests[i].as_slice()).collect();
-            for (&i, s) in batch.iter().zip(self.score_encoded(&seqs)?) {
-                scores[i] = s;
-            }
-        }
-        Ok(scores)
+        let queries: Vec<&str> = pairs.iter().map(|(q, _)| *q).collect();
+        self.score_encoded_by_query(&rests, &queries, batching)
     }
 
     /// Scores the built-in canary pairs and fails on NaN or all-equal scores.

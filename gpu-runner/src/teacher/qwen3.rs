@@ -9,144 +9,67 @@
 //! * only the last position's hidden state is normed and projected, on the single vector
 //!   `w_yes − w_no` (two rows of `lm_head`), never on the full vocabulary.
 //!
-//! The hot paths, [`rms_norm`] and [`attention`], are free functions so that fused CUDA kernels
-//! can replace them one at a time.
+//! Query-level reuse goes one step further: [`Qwen3Scorer::segments`] runs each query's tokens
+//! once on top of the shared prefix, and [`Qwen3Scorer::score_in_segments`] scores every
+//! document of the query against those keys and values. The hot paths live in [`super::ops`].
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+pub use super::config::Config;
+use super::ops::{attention, causal_mask, rms_norm, segment_mask};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
-use serde::{Deserialize, Serialize};
 
-/// The fields of a Qwen3 `config.json` that the scorer uses, named like the JSON keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Config {
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    pub num_key_value_heads: usize,
-    pub head_dim: usize,
-    pub max_position_embeddings: usize,
-    pub rms_norm_eps: f64,
-    pub rope_theta: f64,
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    #[serde(default = "default_hidden_act")]
-    pub hidden_act: String,
-    #[serde(default)]
-    pub attention_bias: bool,
-    #[serde(default)]
-    pub use_sliding_window: bool,
-    #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
-}
+/// Positions whose RoPE tables are made once at load and gathered on the device per batch.
+const ROPE_TABLE_LEN: usize = 8192;
 
-fn default_hidden_act() -> String {
-    "silu".to_string()
-}
-
-impl Config {
-    /// Rejects settings this implementation does not support, with the reason.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.hidden_act != "silu" {
-            return Err(format!(
-                "hidden_act {:?} is not supported (only silu)",
-                self.hidden_act
-            ));
-        }
-        if self.attention_bias {
-            return Err("attention_bias = true is not supported".into());
-        }
-        if self.use_sliding_window {
-            return Err("use_sliding_window = true is not supported".into());
-        }
-        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err("rope_scaling is not supported".into());
-        }
-        if self.num_attention_heads == 0
-            || self.num_key_value_heads == 0
-            || !self
-                .num_attention_heads
-                .is_multiple_of(self.num_key_value_heads)
-        {
-            return Err(format!(
-                "num_attention_heads {} must be a positive multiple of num_key_value_heads {}",
-                self.num_attention_heads, self.num_key_value_heads
-            ));
-        }
-        if !self.head_dim.is_multiple_of(2) {
-            return Err(format!("head_dim {} must be even for RoPE", self.head_dim));
-        }
-        Ok(())
-    }
-}
-
-/// RMSNorm as in transformers: normalise in f32, cast back, then multiply by the weight.
-///
-/// `y = w · ((x_f32 · rsqrt(mean(x_f32²) + eps)).to(dtype))` over the last dimension.
-pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let xf = x.to_dtype(DType::F32)?;
-    let mean_sq = xf.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = xf.broadcast_div(&(mean_sq + eps)?.sqrt()?)?;
-    normed.to_dtype(dtype)?.broadcast_mul(weight)
-}
-
-/// Causal grouped-query attention with an optional longer key range.
-///
-/// `q`: `[B, H, L, Dh]` (contiguous); `k`, `v`: `[B, Hkv, S, Dh]` with `S = P + L`, where the
-/// first `P` keys are a shared prefix every query may see; `mask` is the additive f32
-/// [`causal_mask`] `[L, S]`. Query head `h` uses key/value head `h / (H / Hkv)` (transformers'
-/// `repeat_kv`). Scores are scaled in the activation dtype, the softmax runs in f32 and is cast
-/// back. Returns `[B, H, L, Dh]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
-    let (b, h, l, dh) = q.dims4()?;
-    let (_, hkv, s, _) = k.dims4()?;
-    let groups = h / hkv;
-    let dtype = q.dtype();
-    let q = q.reshape((b, hkv, groups * l, dh))?;
-    let scores = (q.matmul(&k.contiguous()?.t()?)? * scale)?;
-    let scores = scores
-        .to_dtype(DType::F32)?
-        .reshape((b, hkv, groups, l, s))?
-        .broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?
-        .to_dtype(dtype)?
-        .reshape((b, hkv, groups * l, s))?;
-    probs.matmul(&v.contiguous()?)?.reshape((b, h, l, dh))
-}
-
-/// Additive f32 mask `[L, S]`: query `i` sees keys `0 ..= S − L + i`.
-pub fn causal_mask(l: usize, s: usize, device: &Device) -> Result<Tensor> {
-    let offset = s - l;
-    let data: Vec<f32> = (0..l)
-        .flat_map(|i| {
-            (0..s).map(move |j| {
-                if j <= offset + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(data, (l, s), device)
-}
-
-/// NeoX-style rotary embedding; tables are computed in f32 per call.
+/// NeoX-style rotary embedding. Angles are computed in f32 and cast to the activation dtype,
+/// once at load for the first [`ROPE_TABLE_LEN`] positions (gathered per batch on the device),
+/// per call beyond them.
 #[derive(Debug, Clone)]
 struct Qwen3RotaryEmbedding {
     inv_freq: Vec<f32>,
+    /// `cos`, `sin` `[ROPE_TABLE_LEN, Dh/2]` of positions `0..`.
+    table: Option<(Tensor, Tensor)>,
 }
 
 impl Qwen3RotaryEmbedding {
-    fn new(cfg: &Config) -> Self {
+    fn new(cfg: &Config, dtype: DType, dev: &Device) -> Result<Self> {
         let dim = cfg.head_dim;
         let base = cfg.rope_theta as f32;
         let inv_freq = (0..dim / 2)
             .map(|j| 1.0 / base.powf((2 * j) as f32 / dim as f32))
             .collect();
-        Self { inv_freq }
+        let mut rope = Self {
+            inv_freq,
+            table: None,
+        };
+        let len = ROPE_TABLE_LEN.min(cfg.max_position_embeddings);
+        rope.table = Some(rope.cos_sin(0, len, dtype, dev)?);
+        Ok(rope)
+    }
+
+    /// The tables of positions `starts[b] .. starts[b] + len`, gathered from the load-time table.
+    fn gather(&self, starts: &[usize], len: usize) -> Result<Option<(Tensor, Tensor)>> {
+        let Some((cos, sin)) = &self.table else {
+            return Ok(None);
+        };
+        if starts.iter().any(|&s| s + len > cos.dim(0).unwrap_or(0)) {
+            return Ok(None);
+        }
+        if starts.windows(2).all(|w| w[0] == w[1]) {
+            let s = starts.first().copied().unwrap_or(0);
+            return Ok(Some((cos.narrow(0, s, len)?, sin.narrow(0, s, len)?)));
+        }
+        let pos: Vec<u32> = starts
+            .iter()
+            .flat_map(|&s| (s..s + len).map(|p| p as u32))
+            .collect();
+        let pos = Tensor::new(pos, cos.device())?;
+        let half = self.inv_freq.len();
+        let shape = (starts.len(), len, half);
+        Ok(Some((
+            cos.index_select(&pos, 0)?.reshape(shape)?,
+            sin.index_select(&pos, 0)?.reshape(shape)?,
+        )))
     }
 
     /// `cos`, `sin` of shape `[len, Dh/2]` for positions `start .. start + len`, in `dtype`.
@@ -165,6 +88,36 @@ impl Qwen3RotaryEmbedding {
         let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
         let cos = Tensor::from_vec(cos, (len, half), dev)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (len, half), dev)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// Tables for sequences starting at different positions: `[B, len, Dh/2]` when the starts
+    /// differ, else the shared `[len, Dh/2]` ones.
+    fn cos_sin_at(
+        &self,
+        starts: &[usize],
+        len: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        if let Some(tables) = self.gather(starts, len)? {
+            return Ok(tables);
+        }
+        if starts.windows(2).all(|w| w[0] == w[1]) {
+            return self.cos_sin(starts.first().copied().unwrap_or(0), len, dtype, dev);
+        }
+        let half = self.inv_freq.len();
+        let angles: Vec<f32> = starts
+            .iter()
+            .flat_map(|&s| {
+                (s..s + len).flat_map(|p| self.inv_freq.iter().map(move |f| p as f32 * f))
+            })
+            .collect();
+        let shape = (starts.len(), len, half);
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let cos = Tensor::from_vec(cos, shape, dev)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, shape, dev)?.to_dtype(dtype)?;
         Ok((cos, sin))
     }
 }
@@ -271,21 +224,31 @@ impl Qwen3Attention {
         &self,
         x: &Tensor,
         (cos, sin, mask): (&Tensor, &Tensor, &Tensor),
-        past: Option<&(Tensor, Tensor)>,
+        past: &[(Tensor, Tensor)],
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, l, _) = x.dims3()?;
         let rope = Some((cos, sin));
         let q = self.heads(x, &self.q_proj, Some(&self.q_norm), self.n_heads, rope)?;
         let k = self.heads(x, &self.k_proj, Some(&self.k_norm), self.n_kv_heads, rope)?;
         let v = self.heads(x, &self.v_proj, None, self.n_kv_heads, None)?;
-        let (k_all, v_all) = match past {
-            Some((pk, pv)) => {
-                let (_, nkv, p, dh) = pk.dims4()?;
-                let pk = pk.broadcast_as((b, nkv, p, dh))?;
-                let pv = pv.broadcast_as((b, nkv, p, dh))?;
-                (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
-            }
-            None => (k.clone(), v.clone()),
+        let (k_all, v_all) = if past.is_empty() {
+            (k.clone(), v.clone())
+        } else {
+            let widen = |t: &Tensor| -> Result<Tensor> {
+                let (_, nkv, p, dh) = t.dims4()?;
+                t.broadcast_as((b, nkv, p, dh))
+            };
+            let mut ks = past
+                .iter()
+                .map(|(pk, _)| widen(pk))
+                .collect::<Result<Vec<_>>>()?;
+            let mut vs = past
+                .iter()
+                .map(|(_, pv)| widen(pv))
+                .collect::<Result<Vec<_>>>()?;
+            ks.push(k.clone());
+            vs.push(v.clone());
+            (Tensor::cat(&ks, 2)?, Tensor::cat(&vs, 2)?)
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let out = attention(&q, &k_all, &v_all, mask, scale)?;
@@ -324,7 +287,7 @@ impl Qwen3DecoderLayer {
         &self,
         x: &Tensor,
         tables: (&Tensor, &Tensor, &Tensor),
-        past: Option<&(Tensor, Tensor)>,
+        past: &[(Tensor, Tensor)],
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (attn, k, v) =
             self.self_attn
@@ -351,6 +314,22 @@ impl PrefixKv {
     /// Whether the prefix holds no tokens.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// Keys and values of right-padded context segments (one per query) that continue the shared
+/// prefix: one `(k, v)` pair `[Q, Hkv, Lmax, Dh]` per layer, plus each segment's real length.
+#[derive(Debug, Clone)]
+pub struct SegmentKv {
+    lens: Vec<usize>,
+    max_len: usize,
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl SegmentKv {
+    /// Real token count of each segment.
+    pub fn lens(&self) -> &[usize] {
+        &self.lens
     }
 }
 
@@ -385,7 +364,7 @@ impl Qwen3Scorer {
             embed_tokens,
             layers,
             norm,
-            rotary: Qwen3RotaryEmbedding::new(cfg),
+            rotary: Qwen3RotaryEmbedding::new(cfg, vb.dtype(), vb.device())?,
             score_weight,
             dtype: vb.dtype(),
         })
@@ -393,26 +372,27 @@ impl Qwen3Scorer {
 
     /// Runs the shared prefix `ids` once (positions `0..P`) and keeps its keys and values.
     pub fn prefix(&self, ids: &[u32]) -> Result<PrefixKv> {
-        let dev = self.score_weight.device();
         if ids.is_empty() {
             return Ok(PrefixKv {
                 len: 0,
                 layers: Vec::new(),
             });
         }
-        let (cos, sin) = self.rotary.cos_sin(0, ids.len(), self.dtype, dev)?;
-        let mask = causal_mask(ids.len(), ids.len(), dev)?;
-        let mut x = Tensor::new(ids, dev)?
-            .unsqueeze(0)?
-            .apply(&self.embed_tokens)?;
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            let (y, k, v) = layer.forward(&x, (&cos, &sin, &mask), None)?;
-            layers.push((k, v));
-            x = y;
-        }
+        let (_, layers) = self.run(None, None, &[ids], true)?;
         Ok(PrefixKv {
             len: ids.len(),
+            layers,
+        })
+    }
+
+    /// Runs one context segment per query (e.g. the query's tokens) on top of `prefix` and keeps
+    /// their keys and values, so that [`Qwen3Scorer::score_in_segments`] can reuse them for
+    /// every document of the query.
+    pub fn segments(&self, prefix: Option<&PrefixKv>, segs: &[&[u32]]) -> Result<SegmentKv> {
+        let (_, layers) = self.run(prefix, None, segs, true)?;
+        Ok(SegmentKv {
+            lens: segs.iter().map(|s| s.len()).collect(),
+            max_len: segs.iter().map(|s| s.len()).max().unwrap_or(0),
             layers,
         })
     }
@@ -420,16 +400,53 @@ impl Qwen3Scorer {
     /// Scores a batch of token sequences that each continue `prefix` (or start from scratch when
     /// it is `None` or empty). Returns `z_yes − z_no` at each sequence's last token, in f32.
     pub fn score_batch(&self, prefix: Option<&PrefixKv>, seqs: &[&[u32]]) -> Result<Vec<f32>> {
-        let dev = self.score_weight.device();
-        let prefix = prefix.filter(|p| !p.is_empty());
-        let start = prefix.map_or(0, |p| p.len);
-        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        if seqs.iter().any(|s| s.is_empty()) {
-            candle_core::bail!("cannot score an empty token sequence");
+        let (x, _) = self.run(prefix, None, seqs, false)?;
+        self.score_last(&x, seqs)
+    }
+
+    /// Scores sequences that continue `prefix` and then segment `owner[b]` of `segs`.
+    pub fn score_in_segments(
+        &self,
+        prefix: Option<&PrefixKv>,
+        segs: &SegmentKv,
+        owner: &[usize],
+        seqs: &[&[u32]],
+    ) -> Result<Vec<f32>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
         }
+        if owner.len() != seqs.len() || owner.iter().any(|&o| o >= segs.lens.len()) {
+            candle_core::bail!(
+                "{} owners for {} sequences over {} segments",
+                owner.len(),
+                seqs.len(),
+                segs.lens.len()
+            );
+        }
+        let (x, _) = self.run(prefix, Some((segs, owner)), seqs, false)?;
+        self.score_last(&x, seqs)
+    }
+
+    /// The decoder over right-padded `seqs` that continue `prefix` and optionally a segment
+    /// each. Returns the hidden states `[B, L, H]` and, when `keep_kv`, each layer's new keys
+    /// and values.
+    fn run(
+        &self,
+        prefix: Option<&PrefixKv>,
+        segments: Option<(&SegmentKv, &[usize])>,
+        seqs: &[&[u32]],
+        keep_kv: bool,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let dev = self.score_weight.device();
+        let prefix = prefix.filter(|p| !p.is_empty());
+        let p = prefix.map_or(0, |p| p.len);
+        if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
+            candle_core::bail!("cannot run an empty batch or an empty token sequence");
+        }
+        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         // Right padding: a causal mask keeps every real query away from the pads after it.
         let mut flat = Vec::with_capacity(seqs.len() * max_len);
         for s in seqs {
@@ -437,19 +454,46 @@ impl Qwen3Scorer {
             flat.extend(std::iter::repeat_n(0u32, max_len - s.len()));
         }
         let ids = Tensor::from_vec(flat, (seqs.len(), max_len), dev)?;
-        let (cos, sin) = self.rotary.cos_sin(start, max_len, self.dtype, dev)?;
-        let mask = causal_mask(max_len, start + max_len, dev)?;
+        let (mask, starts, owner) = match segments {
+            Some((segs, owner)) => {
+                let lens: Vec<usize> = owner.iter().map(|&o| segs.lens[o]).collect();
+                let mask = segment_mask(p, segs.max_len, &lens, max_len, dev)?;
+                let starts = lens.iter().map(|c| p + c).collect();
+                let idx: Vec<u32> = owner.iter().map(|&o| o as u32).collect();
+                (mask, starts, Some(Tensor::new(idx, dev)?))
+            }
+            None => (causal_mask(max_len, p + max_len, dev)?, vec![p], None),
+        };
+        let (cos, sin) = self.rotary.cos_sin_at(&starts, max_len, self.dtype, dev)?;
         let mut x = ids.apply(&self.embed_tokens)?;
+        let mut kv = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            let past = prefix.map(|p| &p.layers[i]);
-            x = layer.forward(&x, (&cos, &sin, &mask), past)?.0;
+            let mut past = Vec::with_capacity(2);
+            if let Some(p) = prefix {
+                past.push(p.layers[i].clone());
+            }
+            if let (Some((segs, _)), Some(owner)) = (segments, &owner) {
+                let (k, v) = &segs.layers[i];
+                past.push((k.index_select(owner, 0)?, v.index_select(owner, 0)?));
+            }
+            let (y, k, v) = layer.forward(&x, (&cos, &sin, &mask), &past)?;
+            if keep_kv {
+                kv.push((k, v));
+            }
+            x = y;
         }
+        Ok((x, kv))
+    }
+
+    /// `z_yes − z_no` at each sequence's last real position of the hidden states `x`.
+    fn score_last(&self, x: &Tensor, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        let dev = self.score_weight.device();
+        let (_, max_len, hidden) = x.dims3()?;
         let last: Vec<u32> = seqs
             .iter()
             .enumerate()
             .map(|(b, s)| (b * max_len + s.len() - 1) as u32)
             .collect();
-        let hidden = x.dim(D::Minus1)?;
         let last = Tensor::from_vec(last, seqs.len(), dev)?;
         let h = x
             .reshape((seqs.len() * max_len, hidden))?
