@@ -242,6 +242,8 @@ async fn run_page_shows_curves_metrics_csv_and_compare() -> anyhow::Result<()> {
     let c = &browser.client;
 
     c.goto(&format!("{base}/runs/1")).await?;
+    wait_css(c, "#metrics-table").await?;
+    browser.screenshot("run-results").await?;
     wait_css(c, "#chart-loss canvas").await?;
     let painted = painted_pixels(c, "#chart-loss").await?;
     assert!(

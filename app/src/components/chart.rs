@@ -90,6 +90,24 @@ pub fn draw(id: &str, chart: &Chart) -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
 }
 
+/// Draws `chart` into `id` once the element is in the document (views inside a `Suspend` mount
+/// after their effects first run), retrying every 50 ms for up to 5 s; reports a failure to
+/// `error`.
+pub fn draw_when_ready(id: String, chart: Chart, error: RwSignal<Option<String>>, tries: u32) {
+    let present = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id(&id))
+        .is_some();
+    if present || tries == 0 {
+        error.set(draw(&id, &chart).err());
+    } else {
+        set_timeout(
+            move || draw_when_ready(id, chart, error, tries - 1),
+            std::time::Duration::from_millis(50),
+        );
+    }
+}
+
 /// A series of one run, refetched whenever `version` changes; `controls` adds the EMA slider
 /// and the log-scale toggle.
 #[component]
@@ -118,7 +136,7 @@ pub fn SeriesChart(
         let (smoothing, log) = (smoothing.get(), log.get());
         if let Some(Ok(series)) = data.get() {
             let chart = line_chart(&[(label.clone(), series)], smoothing, log);
-            error.set(draw(&dom_id, &chart).err());
+            draw_when_ready(dom_id.clone(), chart, error, 100);
         } else if let Some(Err(e)) = data.get() {
             error.set(Some(e.to_string()));
         }

@@ -6,7 +6,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::runs::metric_cell;
 use crate::api::{fetch_run, fetch_series, FetchError};
-use crate::components::chart::{draw, line_chart};
+use crate::components::chart::{draw_when_ready, line_chart};
 
 /// Parses `ids=1,2,3` into run ids, refusing anything but 2 to 20 of them.
 pub fn parse_ids(ids: &str) -> Result<Vec<i64>, String> {
@@ -114,12 +114,11 @@ fn CompareView(runs: Vec<Run>, curves: Vec<(String, Series)>) -> impl IntoView {
         .collect();
     let smoothing = RwSignal::new(0.6);
     let has_curves = !curves.is_empty();
+    let chart_error = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         if has_curves {
-            let _ = draw(
-                "chart-compare-loss",
-                &line_chart(&curves, smoothing.get(), false),
-            );
+            let chart = line_chart(&curves, smoothing.get(), false);
+            draw_when_ready("chart-compare-loss".into(), chart, chart_error, 100);
         }
     });
     view! {
@@ -146,6 +145,7 @@ fn CompareView(runs: Vec<Run>, curves: Vec<(String, Series)>) -> impl IntoView {
                 on:input=move |ev| smoothing.set(event_target_value(&ev).parse().unwrap_or(0.0))/></label>
             <div id="chart-compare-loss" class="chart" style="width:900px;height:320px"></div>
         }.into_any() } else { view! { <p class="empty">"No loss curves recorded."</p> }.into_any() }}
+        {move || chart_error.get().map(|e| view! { <p class="error">{e}</p> })}
         <h2>"Hyper-parameters"</h2>
         <label><input type="checkbox" prop:checked=move || only_diff.get()
             on:change=move |ev| only_diff.set(event_target_checked(&ev))/>" Only differences"</label>

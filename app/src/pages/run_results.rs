@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 use super::runs::metric_cell;
 use crate::api::{fetch_artifacts, fetch_metrics, fetch_queries};
-use crate::components::chart::draw;
+use crate::components::chart::draw_when_ready;
 
 /// Rows shown in the per-query explorer.
 const QUERY_ROWS: usize = 25;
@@ -84,7 +84,7 @@ fn MetricBars(rows: Vec<MetricRow>) -> impl IntoView {
         .series(Bar::new().name("after").data(values(|r| r.after)))
         .series(Bar::new().name("teacher").data(values(|r| r.teacher)));
     let error = RwSignal::new(None::<String>);
-    Effect::new(move |_| error.set(draw("chart-metric-bars", &chart).err()));
+    Effect::new(move |_| draw_when_ready("chart-metric-bars".into(), chart.clone(), error, 100));
     view! {
         <div id="chart-metric-bars" class="chart" style="width:600px;height:300px"></div>
         {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
