@@ -1,10 +1,12 @@
 //! Plain async fetchers over the server's REST API; DTOs come from `distillery-api`.
 
-use distillery_api::{ApiError, Page, Run, Stage};
-use gloo_net::http::Request;
+use distillery_api::{
+    ApiError, Artifact, MetricRow, Page, QueryResult, Run, Runner, Series, Stage,
+};
+use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 
-/// A failed request, with the server's message when it sent one.
+/// A failed request, with the server's message and the bad field when it sent one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchError(pub String);
 
@@ -16,14 +18,13 @@ impl std::fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, FetchError> {
-    let resp = Request::get(url)
-        .send()
-        .await
-        .map_err(|e| FetchError(format!("network error: {e}")))?;
+async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, FetchError> {
     if !resp.ok() {
         let msg = match resp.json::<ApiError>().await {
-            Ok(e) => e.error,
+            Ok(e) => match e.field {
+                Some(field) => format!("{field}: {}", e.error),
+                None => e.error,
+            },
             Err(_) => format!("HTTP {}", resp.status()),
         };
         return Err(FetchError(msg));
@@ -33,8 +34,66 @@ async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, FetchError> {
         .map_err(|e| FetchError(format!("bad response: {e}")))
 }
 
-pub async fn fetch_runs(limit: i64, offset: i64) -> Result<Page<Run>, FetchError> {
-    get_json(&format!("/api/v1/runs?limit={limit}&offset={offset}")).await
+async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, FetchError> {
+    let resp = Request::get(url)
+        .send()
+        .await
+        .map_err(|e| FetchError(format!("network error: {e}")))?;
+    read_json(resp).await
+}
+
+async fn post_empty<T: DeserializeOwned>(url: &str) -> Result<T, FetchError> {
+    let resp = Request::post(url)
+        .send()
+        .await
+        .map_err(|e| FetchError(format!("network error: {e}")))?;
+    read_json(resp).await
+}
+
+/// Filters, sort order and page of the run list, as the `/runs` query string takes them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunQuery {
+    pub limit: i64,
+    pub offset: i64,
+    pub status: String,
+    pub teacher: String,
+    pub student: String,
+    pub dataset: String,
+    pub tag: String,
+    pub sort: String,
+    pub ascending: bool,
+}
+
+impl RunQuery {
+    /// The query string (without `?`), skipping empty filters.
+    pub fn to_query(&self) -> String {
+        let mut parts = vec![
+            format!("limit={}", self.limit),
+            format!("offset={}", self.offset),
+        ];
+        for (key, value) in [
+            ("status", &self.status),
+            ("teacher", &self.teacher),
+            ("student", &self.student),
+            ("dataset", &self.dataset),
+            ("tag", &self.tag),
+            ("sort", &self.sort),
+        ] {
+            if !value.trim().is_empty() {
+                let enc: String = js_sys::encode_uri_component(value.trim()).into();
+                parts.push(format!("{key}={enc}"));
+            }
+        }
+        parts.push(format!(
+            "order={}",
+            if self.ascending { "asc" } else { "desc" }
+        ));
+        parts.join("&")
+    }
+}
+
+pub async fn fetch_runs(query: RunQuery) -> Result<Page<Run>, FetchError> {
+    get_json(&format!("/api/v1/runs?{}", query.to_query())).await
 }
 
 pub async fn fetch_run(id: i64) -> Result<Run, FetchError> {
@@ -43,4 +102,73 @@ pub async fn fetch_run(id: i64) -> Result<Run, FetchError> {
 
 pub async fn fetch_stages(id: i64) -> Result<Vec<Stage>, FetchError> {
     get_json(&format!("/api/v1/runs/{id}/stages")).await
+}
+
+pub async fn fetch_metrics(id: i64) -> Result<Vec<MetricRow>, FetchError> {
+    get_json(&format!("/api/v1/runs/{id}/metrics")).await
+}
+
+pub async fn fetch_queries(id: i64) -> Result<Vec<QueryResult>, FetchError> {
+    get_json(&format!("/api/v1/runs/{id}/queries")).await
+}
+
+pub async fn fetch_artifacts(id: i64) -> Result<Vec<Artifact>, FetchError> {
+    get_json(&format!("/api/v1/runs/{id}/artifacts")).await
+}
+
+pub async fn fetch_series_names(id: i64) -> Result<Vec<String>, FetchError> {
+    get_json(&format!("/api/v1/runs/{id}/series/names")).await
+}
+
+pub async fn fetch_series(id: i64, name: &str) -> Result<Series, FetchError> {
+    let enc: String = js_sys::encode_uri_component(name).into();
+    get_json(&format!(
+        "/api/v1/runs/{id}/series?name={enc}&max_points=2000"
+    ))
+    .await
+}
+
+pub async fn fetch_runners() -> Result<Vec<Runner>, FetchError> {
+    get_json("/api/v1/runners").await
+}
+
+pub async fn cancel_run(id: i64) -> Result<Run, FetchError> {
+    post_empty(&format!("/api/v1/runs/{id}/cancel")).await
+}
+
+/// A rejected submission: the server's message and the config field it names, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub error: String,
+    pub field: Option<String>,
+}
+
+/// Queues a new run (`POST /runs`); a 400 comes back with the offending field.
+pub async fn create_run(new: &distillery_api::NewRun) -> Result<Run, Rejection> {
+    let network = |e: gloo_net::Error| Rejection {
+        error: format!("network error: {e}"),
+        field: None,
+    };
+    let resp = Request::post("/api/v1/runs")
+        .json(new)
+        .map_err(network)?
+        .send()
+        .await
+        .map_err(network)?;
+    if resp.ok() {
+        return resp.json::<Run>().await.map_err(|e| Rejection {
+            error: format!("bad response: {e}"),
+            field: None,
+        });
+    }
+    match resp.json::<ApiError>().await {
+        Ok(e) => Err(Rejection {
+            error: e.error,
+            field: e.field,
+        }),
+        Err(_) => Err(Rejection {
+            error: format!("HTTP {}", resp.status()),
+            field: None,
+        }),
+    }
 }

@@ -3,6 +3,7 @@
 //! Brief overview: [`api`] holds the fetchers, [`pages`] one module per page.
 
 pub mod api;
+pub mod components;
 pub mod pages;
 
 use leptos::prelude::*;
@@ -18,12 +19,17 @@ pub fn App() -> impl IntoView {
                 <A href="/" attr:class="brand">"Distillery"</A>
                 <nav>
                     <A href="/">"Runs"</A>
+                    <A href="/new">"New run"</A>
+                    <A href="/runners">"Runners"</A>
                 </nav>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/") view=pages::runs::RunsPage/>
                     <Route path=path!("/runs/:id") view=pages::run::RunPage/>
+                    <Route path=path!("/new") view=pages::new_run::NewRunPage/>
+                    <Route path=path!("/compare") view=pages::compare::ComparePage/>
+                    <Route path=path!("/runners") view=pages::runners::RunnersPage/>
                 </Routes>
             </main>
         </Router>

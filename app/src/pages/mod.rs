@@ -1,6 +1,10 @@
 //! One module per page.
 
+pub mod compare;
+pub mod new_run;
 pub mod run;
+pub mod run_results;
+pub mod runners;
 pub mod runs;
 
 /// Formats epoch milliseconds as `YYYY-MM-DD HH:MM` in UTC.

@@ -1,0 +1,4 @@
+//! Small components shared by several pages.
+
+pub mod chart;
+pub mod live;
