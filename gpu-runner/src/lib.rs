@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod compare;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod error;
 pub mod io;

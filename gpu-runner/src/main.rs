@@ -22,6 +22,8 @@ enum Command {
     },
     /// Score every (query, passage) pair of a data file with the teacher.
     Score(cli::score::ScoreArgs),
+    /// Write the synthetic demo dataset (train and held-out test splits, MTEB format).
+    DemoData(cli::demo_data::DemoDataArgs),
     /// Print load-time statistics of an MTEB reranking file as JSON.
     DataStats(cli::data_stats::DataStatsArgs),
     /// Build margin triplets from a teacher-score file (the reference create_triplets.py).
@@ -66,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score(args) => cli::score::run(args),
+        Command::DemoData(args) => cli::demo_data::run(args),
         Command::DataStats(args) => cli::data_stats::run(args),
         Command::Triplets(args) => cli::triplets::run(args),
         Command::BenchTriplets(args) => cli::bench_triplets::run(args),

@@ -4,6 +4,7 @@
 pub mod bench_triplets;
 pub mod compare;
 pub mod data_stats;
+pub mod demo_data;
 pub mod metrics;
 pub mod new_model;
 pub mod predict;
