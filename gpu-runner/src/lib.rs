@@ -25,6 +25,7 @@ pub mod error;
 pub mod io;
 pub mod jsonl;
 pub mod metrics;
+pub mod pipeline;
 pub mod schedule;
 pub mod scores;
 pub mod student;

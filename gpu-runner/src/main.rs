@@ -22,6 +22,8 @@ enum Command {
     },
     /// Score every (query, passage) pair of a data file with the teacher.
     Score(cli::score::ScoreArgs),
+    /// Run every stage of a run configuration (TOML) into a run directory, reusing finished stages.
+    Pipeline(cli::pipeline::PipelineArgs),
     /// Write the synthetic demo dataset (train and held-out test splits, MTEB format).
     DemoData(cli::demo_data::DemoDataArgs),
     /// Print load-time statistics of an MTEB reranking file as JSON.
@@ -68,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score(args) => cli::score::run(args),
+        Command::Pipeline(args) => cli::pipeline::run(args),
         Command::DemoData(args) => cli::demo_data::run(args),
         Command::DataStats(args) => cli::data_stats::run(args),
         Command::Triplets(args) => cli::triplets::run(args),

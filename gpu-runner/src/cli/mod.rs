@@ -7,6 +7,7 @@ pub mod data_stats;
 pub mod demo_data;
 pub mod metrics;
 pub mod new_model;
+pub mod pipeline;
 pub mod predict;
 pub mod score;
 pub mod train;
