@@ -97,3 +97,32 @@ fn reads_toml_configs_and_rejects_bad_ones() {
     let err = pipeline::read_config(&path).unwrap_err().to_string();
     assert!(err.contains("run.toml") && err.contains("studnt"), "{err}");
 }
+
+#[test]
+fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let run = dir.path().join("run");
+    let outcome =
+        pipeline::run_through(&cfg, &run, &Device::Cpu, Some(StageKind::TripletsTrain)).unwrap();
+    let pipeline::Outcome::Stopped(rec) = outcome else {
+        panic!("expected a stop after triplets_train");
+    };
+    assert_eq!((rec.stage, rec.reused), (StageKind::TripletsTrain, false));
+    assert!(run.join(&rec.dir).join("triplets.jsonl").is_file());
+    let dirs = std::fs::read_dir(run.join("stages")).unwrap().count();
+    assert_eq!(dirs, 3);
+    pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let reused: Vec<bool> = manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reused"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        reused,
+        [true, true, true, false, false, false, false, false, false]
+    );
+}

@@ -60,9 +60,27 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
 struct Runner<'a> {
     dir: &'a Path,
     records: Vec<StageRecord>,
+    stop_after: Option<StageKind>,
+}
+
+/// How far [`run_through`] went.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It stopped after this stage (its record).
+    Stopped(StageRecord),
+    /// Every stage ran or was reused.
+    Done(Report),
 }
 
 impl Runner<'_> {
+    /// The last stage's record, when the run should stop after it.
+    fn halt(&self) -> Option<StageRecord> {
+        self.records
+            .last()
+            .filter(|r| Some(r.stage) == self.stop_after)
+            .cloned()
+    }
+
     /// Runs `work` into a fresh stage directory unless one with the same key exists.
     fn stage(
         &mut self,
@@ -99,6 +117,20 @@ impl Runner<'_> {
 
 /// Runs every stage of `cfg` into `rundir` on `device` and returns the report.
 pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
+    match run_through(cfg, rundir, device, None)? {
+        Outcome::Done(report) => Ok(report),
+        Outcome::Stopped(rec) => Err(Error::Other(format!("run stopped after {:?}", rec.stage))),
+    }
+}
+
+/// Runs the stages in dependency order up to and including `stop_after` (all when `None`),
+/// reusing finished ones: what a worker calls for one stage job.
+pub fn run_through(
+    cfg: &RunConfig,
+    rundir: &Path,
+    device: &Device,
+    stop_after: Option<StageKind>,
+) -> Result<Outcome> {
     use stages::*;
     std::fs::create_dir_all(rundir.join("stages")).map_err(|e| Error::io(rundir, e))?;
     let train_data = Path::new(&cfg.train_data);
@@ -125,6 +157,7 @@ pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
     let mut r = Runner {
         dir: rundir,
         records: Vec::new(),
+        stop_after,
     };
 
     let (s_train, k_s_train) = r.stage(
@@ -133,12 +166,18 @@ pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
         &[&teacher_hash, &h_train],
         |d| score(cfg, train_data, &d.join("scores.jsonl"), device),
     )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let (s_test, k_s_test) = r.stage(
         StageKind::ScoreTest,
         &teacher_params,
         &[&teacher_hash, &h_test],
         |d| score(cfg, test_data, &d.join("scores.jsonl"), device),
     )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let (t_train, k_t_train) = r.stage(
         StageKind::TripletsTrain,
         &triplet_params,
@@ -151,17 +190,26 @@ pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
             )
         },
     )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let (t_test, k_t_test) = r.stage(
         StageKind::TripletsTest,
         &triplet_params,
         &[&k_s_test],
         |d| triplets(cfg, &s_test.join("scores.jsonl"), &d.join("triplets.jsonl")),
     )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let ml = cfg.max_length.to_string();
     let (before, k_before) = r.stage(StageKind::EvalBefore, &ml, &[&h_student, &h_test], |d| {
         predict(cfg, student, test_data, &d.join("scores.jsonl"), device)?;
         evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
     })?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let (trained, k_train) = r.stage(
         StageKind::Train,
         &cfg_json,
@@ -176,14 +224,23 @@ pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
             )
         },
     )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let model = trained.join("model");
     let (after, k_after) = r.stage(StageKind::EvalAfter, &ml, &[&k_train, &h_test], |d| {
         predict(cfg, &model, test_data, &d.join("scores.jsonl"), device)?;
         evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
     })?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let (teacher_eval, _) = r.stage(StageKind::EvalTeacher, &ml, &[&k_s_test, &h_test], |d| {
         evaluate(cfg, test_data, &s_test.join("scores.jsonl"), d).map(drop)
     })?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
     let (cmp, _) = r.stage(
         StageKind::Compare,
         &cfg.seed.to_string(),
@@ -217,7 +274,7 @@ pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
         stages: r.records,
     };
     write_json(&rundir.join("manifest.json"), &manifest)?;
-    Ok(report)
+    Ok(Outcome::Done(report))
 }
 
 fn read_json(path: &Path) -> Result<Value> {
