@@ -32,5 +32,6 @@ pub mod student;
 pub mod teacher;
 pub mod train;
 pub mod triplets;
+pub mod worker;
 
 pub use error::{Error, Result};

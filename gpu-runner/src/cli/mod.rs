@@ -12,3 +12,4 @@ pub mod predict;
 pub mod score;
 pub mod train;
 pub mod triplets;
+pub mod work;
