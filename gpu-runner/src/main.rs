@@ -22,6 +22,12 @@ enum Command {
     },
     /// Score every (query, passage) pair of a data file with the teacher.
     Score(cli::score::ScoreArgs),
+    /// Run every stage of a run configuration (TOML) into a run directory, reusing finished stages.
+    Pipeline(cli::pipeline::PipelineArgs),
+    /// Claim and run stage jobs from a Distillery server.
+    Work(cli::work::WorkArgs),
+    /// Write the synthetic demo dataset (train and held-out test splits, MTEB format).
+    DemoData(cli::demo_data::DemoDataArgs),
     /// Print load-time statistics of an MTEB reranking file as JSON.
     DataStats(cli::data_stats::DataStatsArgs),
     /// Build margin triplets from a teacher-score file (the reference create_triplets.py).
@@ -70,6 +76,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score(args) => cli::score::run(args),
+        Command::Pipeline(args) => cli::pipeline::run(args),
+        Command::Work(args) => cli::work::run(args),
+        Command::DemoData(args) => cli::demo_data::run(args),
         Command::DataStats(args) => cli::data_stats::run(args),
         Command::Triplets(args) => cli::triplets::run(args),
         Command::BenchTriplets(args) => cli::bench_triplets::run(args),

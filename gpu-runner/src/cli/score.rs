@@ -5,15 +5,18 @@ use std::path::PathBuf;
 use anyhow::Context;
 use gpu_runner::teacher::job::{self, JobOptions};
 use gpu_runner::teacher::prompt::{PromptVariant, DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH};
-use gpu_runner::teacher::{self, Batching, Teacher, TeacherOptions};
+use gpu_runner::teacher::{self, bm25, Batching, Teacher, TeacherOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `score`.
 #[derive(Debug, clap::Args)]
 pub struct ScoreArgs {
-    /// Teacher model directory (config.json, safetensors shards, tokenizer.json).
-    #[arg(long)]
-    pub teacher: PathBuf,
+    /// Teacher kind: the Qwen3 reranker model, or BM25 (lexical, no model; used by the demo).
+    #[arg(long, value_enum, default_value_t = TeacherKind::Qwen3Reranker)]
+    pub kind: TeacherKind,
+    /// Teacher model directory (config.json, safetensors shards, tokenizer.json); not used by bm25.
+    #[arg(long, required_if_eq("kind", "qwen3-reranker"))]
+    pub teacher: Option<PathBuf>,
     /// Samples `{query, positive, negative}` as .jsonl or .jsonl.gz.
     #[arg(long)]
     pub input: PathBuf,
@@ -55,8 +58,26 @@ pub struct ScoreArgs {
     pub window: usize,
 }
 
+/// Teacher kinds of `score`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TeacherKind {
+    /// Qwen3-Reranker (a model directory).
+    Qwen3Reranker,
+    /// Okapi BM25 over the data file's passages.
+    Bm25,
+}
+
 /// Runs `score`.
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
+    let Some(teacher_dir) = args
+        .teacher
+        .clone()
+        .filter(|_| args.kind == TeacherKind::Qwen3Reranker)
+    else {
+        let n = bm25::score_file(&args.input, &args.output, bm25::Bm25Params::default())?;
+        tracing::info!(pairs = n, output = %args.output.display(), "BM25 scores written");
+        return Ok(());
+    };
     let device = gpu_runner::device::parse_device(&args.device)?;
     let default_dtype = if device.is_cuda() { "bf16" } else { "f32" };
     let dtype = teacher::parse_dtype(args.dtype.as_deref().unwrap_or(default_dtype))?;
@@ -67,8 +88,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         dtype,
         device,
     };
-    let teacher = Teacher::load(&args.teacher, options)
-        .with_context(|| format!("loading teacher {}", args.teacher.display()))?;
+    let teacher = Teacher::load(&teacher_dir, options)
+        .with_context(|| format!("loading teacher {}", teacher_dir.display()))?;
     tracing::info!(identity = %&teacher.identity()[..16], "teacher loaded");
 
     let canary = teacher.canary()?;

@@ -26,7 +26,7 @@ pub const SIGMOID_ACTIVATION: &str = "torch.nn.modules.activation.Sigmoid";
 const SPECIALS: [&str; 4] = ["<s>", "<pad>", "</s>", "<unk>"];
 
 /// Frequent words of the test and benchmark texts, kept whole by the tiny tokenizer.
-const WORDS: &[&str] = &[
+pub const WORDS: &[&str] = &[
     "the", "a", "to", "of", "in", "and", "is", "how", "what", "why", "with", "for", "on", "from",
     "python", "java", "rust", "code", "error", "file", "list", "string", "function", "class",
     "value", "array", "data", "server", "query", "passage", "question", "answer", "not", "can",

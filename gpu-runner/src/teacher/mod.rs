@@ -7,6 +7,7 @@
 //! [`job`] runs a whole scoring file with resume, cache and progress; [`cache`] holds scores by
 //! content hash; [`new_model`] writes random-weight checkpoints for tests and benchmarks.
 
+pub mod bm25;
 pub mod cache;
 pub mod config;
 pub mod golden;

@@ -1,0 +1,283 @@
+//! The run as a DAG of content-addressed stages (`gpu-runner pipeline`).
+//!
+//! Each stage's key is the sha256 of its kind, its parameters and its inputs' hashes; its
+//! outputs live in `RUNDIR/stages/<kind>-<key prefix>/`, written to a temporary directory and
+//! renamed into place when complete, so a stage whose directory exists is skipped and reused.
+//! The run writes `manifest.json` (hashes, config, versions, device, stages) and `report.json`
+//! (before/after/teacher metrics and the paired comparison).
+
+pub mod manifest;
+pub mod stages;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use distillery_api::{RunConfig, StageKind};
+use serde::Serialize;
+
+use serde_json::Value;
+
+use crate::io::AtomicFile;
+use crate::{Error, Result};
+use manifest::{hash_path, stage_key, Manifest, StageRecord};
+
+/// The final report of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The student before training, on the test split ([`crate::metrics::Summary`]).
+    pub before: Value,
+    /// The trained student on the test split.
+    pub after: Value,
+    /// The teacher on the test split (the upper bound).
+    pub teacher: Value,
+    /// Paired before/after changes with bootstrap CIs ([`crate::compare::Comparison`]).
+    pub compare: Value,
+}
+
+/// Writes a value as pretty JSON, atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    serde_json::to_writer_pretty(&mut file, value)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    file.commit()
+}
+
+/// Reads a run configuration from TOML and validates it.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let cfg: RunConfig =
+        toml::from_str(&text).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    cfg.validate().map_err(|errs| {
+        let msgs: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        Error::Other(format!("{}: {}", path.display(), msgs.join("; ")))
+    })?;
+    Ok(cfg)
+}
+
+struct Runner<'a> {
+    dir: &'a Path,
+    records: Vec<StageRecord>,
+    stop_after: Option<StageKind>,
+}
+
+/// How far [`run_through`] went.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It stopped after this stage (its record).
+    Stopped(StageRecord),
+    /// Every stage ran or was reused.
+    Done(Report),
+}
+
+impl Runner<'_> {
+    /// The last stage's record, when the run should stop after it.
+    fn halt(&self) -> Option<StageRecord> {
+        self.records
+            .last()
+            .filter(|r| Some(r.stage) == self.stop_after)
+            .cloned()
+    }
+
+    /// Runs `work` into a fresh stage directory unless one with the same key exists.
+    fn stage(
+        &mut self,
+        kind: StageKind,
+        params: &str,
+        inputs: &[&str],
+        work: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<(PathBuf, String)> {
+        let key = stage_key(kind.as_str(), params, inputs);
+        let name = format!("{}-{}", kind.as_str(), &key[..16]);
+        let dir = self.dir.join("stages").join(&name);
+        let reused = dir.is_dir();
+        if !reused {
+            let tmp = self.dir.join("stages").join(format!(".{name}.tmp"));
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            }
+            std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            tracing::info!(stage = kind.as_str(), "running");
+            work(&tmp).map_err(|e| Error::Other(format!("stage {}: {e}", kind.as_str())))?;
+            std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        } else {
+            tracing::info!(stage = kind.as_str(), "reused");
+        }
+        self.records.push(StageRecord {
+            stage: kind,
+            key: key.clone(),
+            dir: format!("stages/{name}"),
+            reused,
+        });
+        Ok((dir, key))
+    }
+}
+
+/// Runs every stage of `cfg` into `rundir` on `device` and returns the report.
+pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
+    match run_through(cfg, rundir, device, None)? {
+        Outcome::Done(report) => Ok(report),
+        Outcome::Stopped(rec) => Err(Error::Other(format!("run stopped after {:?}", rec.stage))),
+    }
+}
+
+/// Runs the stages in dependency order up to and including `stop_after` (all when `None`),
+/// reusing finished ones: what a worker calls for one stage job.
+pub fn run_through(
+    cfg: &RunConfig,
+    rundir: &Path,
+    device: &Device,
+    stop_after: Option<StageKind>,
+) -> Result<Outcome> {
+    use stages::*;
+    std::fs::create_dir_all(rundir.join("stages")).map_err(|e| Error::io(rundir, e))?;
+    let train_data = Path::new(&cfg.train_data);
+    let test_data = Path::new(&cfg.test_data);
+    let student = Path::new(&cfg.student);
+    let teacher_hash = match cfg.teacher_kind.as_str() {
+        "bm25" => String::new(),
+        _ => hash_path(Path::new(&cfg.teacher))?,
+    };
+    let (h_train, h_test, h_student) = (
+        hash_path(train_data)?,
+        hash_path(test_data)?,
+        hash_path(student)?,
+    );
+    let teacher_params = format!(
+        "{}|{}|{}|{}",
+        cfg.teacher_kind, cfg.prompt, cfg.instruction, cfg.teacher_max_length
+    );
+    let triplet_params = format!(
+        "{}|{}|{}|{}",
+        cfg.top_k, cfg.num_negatives, cfg.sampling, cfg.seed
+    );
+    let cfg_json = serde_json::to_string(cfg).map_err(|e| Error::Other(e.to_string()))?;
+    let mut r = Runner {
+        dir: rundir,
+        records: Vec::new(),
+        stop_after,
+    };
+
+    let (s_train, k_s_train) = r.stage(
+        StageKind::ScoreTrain,
+        &teacher_params,
+        &[&teacher_hash, &h_train],
+        |d| score(cfg, train_data, &d.join("scores.jsonl"), device),
+    )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let (s_test, k_s_test) = r.stage(
+        StageKind::ScoreTest,
+        &teacher_params,
+        &[&teacher_hash, &h_test],
+        |d| score(cfg, test_data, &d.join("scores.jsonl"), device),
+    )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let (t_train, k_t_train) = r.stage(
+        StageKind::TripletsTrain,
+        &triplet_params,
+        &[&k_s_train],
+        |d| {
+            triplets(
+                cfg,
+                &s_train.join("scores.jsonl"),
+                &d.join("triplets.jsonl"),
+            )
+        },
+    )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let (t_test, k_t_test) = r.stage(
+        StageKind::TripletsTest,
+        &triplet_params,
+        &[&k_s_test],
+        |d| triplets(cfg, &s_test.join("scores.jsonl"), &d.join("triplets.jsonl")),
+    )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let ml = cfg.max_length.to_string();
+    let (before, k_before) = r.stage(StageKind::EvalBefore, &ml, &[&h_student, &h_test], |d| {
+        predict(cfg, student, test_data, &d.join("scores.jsonl"), device)?;
+        evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
+    })?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let (trained, k_train) = r.stage(
+        StageKind::Train,
+        &cfg_json,
+        &[&h_student, &k_t_train, &k_t_test],
+        |d| {
+            train_student(
+                cfg,
+                &t_train.join("triplets.jsonl"),
+                &t_test.join("triplets.jsonl"),
+                &d.join("model"),
+                device,
+            )
+        },
+    )?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let model = trained.join("model");
+    let (after, k_after) = r.stage(StageKind::EvalAfter, &ml, &[&k_train, &h_test], |d| {
+        predict(cfg, &model, test_data, &d.join("scores.jsonl"), device)?;
+        evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
+    })?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let (teacher_eval, _) = r.stage(StageKind::EvalTeacher, &ml, &[&k_s_test, &h_test], |d| {
+        evaluate(cfg, test_data, &s_test.join("scores.jsonl"), d).map(drop)
+    })?;
+    if let Some(rec) = r.halt() {
+        return Ok(Outcome::Stopped(rec));
+    }
+    let (cmp, _) = r.stage(
+        StageKind::Compare,
+        &cfg.seed.to_string(),
+        &[&k_before, &k_after],
+        |d| {
+            let c = compare_scores(
+                cfg,
+                test_data,
+                &before.join("scores.jsonl"),
+                &after.join("scores.jsonl"),
+            )?;
+            write_json(&d.join("compare.json"), &c)
+        },
+    )?;
+
+    let report = Report {
+        before: read_json(&before.join("summary.json"))?,
+        after: read_json(&after.join("summary.json"))?,
+        teacher: read_json(&teacher_eval.join("summary.json"))?,
+        compare: read_json(&cmp.join("compare.json"))?,
+    };
+    write_json(&rundir.join("report.json"), &report)?;
+    let manifest = Manifest {
+        runner_version: env!("CARGO_PKG_VERSION").into(),
+        device: crate::device::describe(device),
+        config: cfg.clone(),
+        teacher_hash,
+        student_hash: h_student,
+        train_data_hash: h_train,
+        test_data_hash: h_test,
+        stages: r.records,
+    };
+    write_json(&rundir.join("manifest.json"), &manifest)?;
+    Ok(Outcome::Done(report))
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,152 @@
+//! The work of each stage: library calls that read inputs and write files into a stage directory.
+
+use std::path::Path;
+
+use candle_core::Device;
+use distillery_api::RunConfig;
+use indicatif::ProgressBar;
+
+use crate::compare::{compare, CompareOptions, Comparison};
+use crate::data::read_samples;
+use crate::metrics::{evaluate_score_file, write_per_query, MetricOptions, Summary};
+use crate::student::predict::{predict_file, PredictConfig};
+use crate::teacher::bm25::{self, Bm25Params};
+use crate::teacher::job::{self, JobOptions};
+use crate::teacher::{self, Batching, Teacher, TeacherOptions};
+use crate::train::{train, TrainConfig};
+use crate::triplets::{run_triplets, Sampling, TripletOptions};
+use crate::{Error, Result};
+
+/// Scores every pair of `data` with the configured teacher into `out`.
+pub fn score(cfg: &RunConfig, data: &Path, out: &Path, device: &Device) -> Result<()> {
+    if cfg.teacher_kind == "bm25" {
+        bm25::score_file(data, out, Bm25Params::default())?;
+        return Ok(());
+    }
+    let dtype = teacher::parse_dtype(if device.is_cuda() { "bf16" } else { "f32" })?;
+    let options = TeacherOptions {
+        prompt: cfg.prompt.parse().map_err(Error::Other)?,
+        instruction: cfg.instruction.clone(),
+        max_length: cfg.teacher_max_length as usize,
+        dtype,
+        device: device.clone(),
+    };
+    let teacher = Teacher::load(Path::new(&cfg.teacher), options)?;
+    teacher.canary()?.check()?;
+    let samples = read_samples(data)?;
+    let pairs: Vec<(String, String)> = samples
+        .iter()
+        .flat_map(|s| s.pairs().map(|(q, p)| (q.to_string(), p.to_string())))
+        .collect();
+    let options = JobOptions {
+        batching: Batching::Tokens(16_384),
+        window: 1024,
+        cache: None,
+    };
+    job::run(&teacher, &pairs, out, &options, &ProgressBar::hidden())?;
+    Ok(())
+}
+
+/// Builds margin triplets from a score file.
+pub fn triplets(cfg: &RunConfig, scores: &Path, out: &Path) -> Result<()> {
+    let sampling = match cfg.sampling.as_str() {
+        "hard" => Sampling::Hard,
+        "random" => Sampling::Random,
+        "mixed" => Sampling::Mixed,
+        other => return Err(Error::Other(format!("unknown sampling {other:?}"))),
+    };
+    let opts = TripletOptions {
+        top_k: cfg.top_k as usize,
+        num_negatives: cfg.num_negatives as usize,
+        sampling,
+        seed: cfg.seed,
+    };
+    run_triplets(scores, out, &opts, false)?;
+    Ok(())
+}
+
+/// Student logits for every pair of `data`.
+pub fn predict(
+    cfg: &RunConfig,
+    model: &Path,
+    data: &Path,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    let pc = PredictConfig {
+        batch_size: 64,
+        max_length: Some(cfg.max_length as usize),
+    };
+    predict_file(model, data, out, &pc, device, |_| {})?;
+    Ok(())
+}
+
+/// Trains the student on `triplets` (evaluating on `eval`) into `out`.
+pub fn train_student(
+    cfg: &RunConfig,
+    triplets: &Path,
+    eval: &Path,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    let tc = TrainConfig {
+        eval: Some(eval.to_path_buf()),
+        epochs: cfg.epochs as usize,
+        batch_size: cfg.batch_size as usize,
+        grad_accum: cfg.grad_accum as usize,
+        lr: cfg.lr,
+        warmup_ratio: cfg.warmup_ratio,
+        weight_decay: cfg.weight_decay,
+        max_grad_norm: cfg.max_grad_norm,
+        max_length: cfg.max_length as usize,
+        seed: cfg.seed,
+        bf16: cfg.bf16,
+        progress: false,
+        ..TrainConfig::new(
+            cfg.student.clone().into(),
+            triplets.to_path_buf(),
+            out.to_path_buf(),
+        )
+    };
+    train(&tc, device)?;
+    Ok(())
+}
+
+/// The metric options of a run.
+pub fn metric_options(cfg: &RunConfig) -> MetricOptions {
+    MetricOptions {
+        at_k: cfg.at_k as usize,
+        ..MetricOptions::default()
+    }
+}
+
+/// Evaluates a score file on `data`, writes `summary.json` and `per_query.jsonl` into `dir`.
+pub fn evaluate(cfg: &RunConfig, data: &Path, scores: &Path, dir: &Path) -> Result<Summary> {
+    let samples = read_samples(data)?;
+    let evaluation = evaluate_score_file(&samples, scores, &metric_options(cfg))?;
+    write_per_query(&dir.join("per_query.jsonl"), &evaluation.per_query)?;
+    crate::pipeline::write_json(&dir.join("summary.json"), &evaluation.summary)?;
+    Ok(evaluation.summary)
+}
+
+/// Paired before/after comparison of two score files on `data`.
+pub fn compare_scores(
+    cfg: &RunConfig,
+    data: &Path,
+    before: &Path,
+    after: &Path,
+) -> Result<Comparison> {
+    let samples = read_samples(data)?;
+    let opts = metric_options(cfg);
+    let b = evaluate_score_file(&samples, before, &opts)?;
+    let a = evaluate_score_file(&samples, after, &opts)?;
+    compare(
+        &b,
+        &a,
+        &CompareOptions {
+            resamples: 2000,
+            seed: cfg.seed,
+            at_k: opts.at_k,
+        },
+    )
+}
