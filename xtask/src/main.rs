@@ -9,6 +9,7 @@
 mod app;
 mod demo;
 mod gpu;
+mod http;
 mod setup;
 mod test;
 mod util;
