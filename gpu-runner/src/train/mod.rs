@@ -79,21 +79,24 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// The reference settings for the given paths.
+    /// The hyper-parameters come from [`distillery_api::RunConfig::default`], where the reference
+    /// values are written once.
     pub fn new(model: PathBuf, train: PathBuf, out: PathBuf) -> Self {
+        let reference = distillery_api::RunConfig::default();
         TrainConfig {
             model,
             train,
             eval: None,
             out,
-            epochs: 1,
-            batch_size: 16,
-            grad_accum: 32,
-            lr: 2e-5,
-            warmup_ratio: 0.05,
-            weight_decay: 0.0,
-            max_grad_norm: 1.0,
-            max_length: 512,
-            seed: 42,
+            epochs: reference.epochs as usize,
+            batch_size: reference.batch_size as usize,
+            grad_accum: reference.grad_accum as usize,
+            lr: reference.lr,
+            warmup_ratio: reference.warmup_ratio,
+            weight_decay: reference.weight_decay,
+            max_grad_norm: reference.max_grad_norm,
+            max_length: reference.max_length as usize,
+            seed: reference.seed,
             eval_steps: None,
             save_steps: None,
             bf16: false,
