@@ -29,13 +29,7 @@ impl Store {
         .bind(name)
         .fetch_all(self.pool())
         .await?;
-        let mut steps = Vec::with_capacity(rows.len());
-        let mut values = Vec::with_capacity(rows.len());
-        for r in &rows {
-            steps.push(r.try_get(0)?);
-            values.push(r.try_get(1)?);
-        }
-        Ok((steps, values))
+        step_value_columns(&rows)
     }
 
     /// One series of a run reduced in the database to at most about `max_points` points: the
@@ -77,12 +71,7 @@ impl Store {
         .bind(span)
         .fetch_all(self.pool())
         .await?;
-        let mut steps = Vec::with_capacity(rows.len());
-        let mut values = Vec::with_capacity(rows.len());
-        for r in &rows {
-            steps.push(r.try_get(0)?);
-            values.push(r.try_get(1)?);
-        }
+        let (steps, values) = step_value_columns(&rows)?;
         Ok((total, steps, values))
     }
 
@@ -188,4 +177,15 @@ fn artifact_from_row(r: &AnyRow) -> Result<Artifact, AppError> {
         sha256: r.try_get(7)?,
         created_ms: r.try_get(8)?,
     })
+}
+
+/// Splits `(step, value)` rows into their two columns.
+fn step_value_columns(rows: &[AnyRow]) -> Result<(Vec<i64>, Vec<f64>), AppError> {
+    let mut steps = Vec::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.len());
+    for r in rows {
+        steps.push(r.try_get(0)?);
+        values.push(r.try_get(1)?);
+    }
+    Ok((steps, values))
 }
