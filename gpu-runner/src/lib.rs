@@ -25,6 +25,8 @@ pub mod device;
 pub mod error;
 pub mod io;
 pub mod jsonl;
+#[cfg(feature = "cuda")]
+pub mod kernels;
 pub mod metrics;
 pub mod pipeline;
 pub mod schedule;

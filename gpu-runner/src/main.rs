@@ -46,6 +46,9 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Check the teacher against its transformers parity goldens on any device and dtype.
     TeacherParity(cli::teacher_parity::TeacherParityArgs),
+    /// Check the student against its parity goldens, gradients and a short training run on any
+    /// device and dtype (on CUDA also every fused kernel against its composed op).
+    StudentParity(cli::student_parity::StudentParityArgs),
     /// Benchmark the GPU workloads (throughput, MFU, peak memory) on random-weight models.
     Bench(cli::bench::BenchArgs),
 }
@@ -88,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => cli::train::run(args),
         Command::Predict(args) => cli::predict::run(args),
         Command::TeacherParity(args) => cli::teacher_parity::run(args),
+        Command::StudentParity(args) => cli::student_parity::run(args),
         Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -1,11 +1,13 @@
 //! `gpu-runner bench`: throughput, MFU and peak memory of the pipeline's GPU workloads, on
 //! random-weight models of the real shapes made on the device.
 //!
-//! Brief overview: each workload module returns [`BenchRow`]s; [`render_table`] prints them.
+//! Brief overview: each workload module ([`teacher`], [`student`]) returns [`BenchRow`]s;
+//! [`render_table`] prints them in one table.
 //! FLOPs count only the work on real (unpadded) tokens, so padding lowers MFU; MFU is relative to
 //! [`PEAK_BF16_FLOPS`], the bf16 matmul rate measured on the lent H100 (the PyTorch reference
 //! benchmark uses the same figure).
 
+pub mod student;
 pub mod teacher;
 pub mod triplets;
 
@@ -39,7 +41,7 @@ pub struct BenchRow {
 /// A fixed-width text table of `rows`.
 pub fn render_table(rows: &[BenchRow]) -> String {
     let mut out = format!(
-        "{:<10} {:<22} {:>6} {:>7} {:>9} {:>11} {:>6} {:>9}\n",
+        "{:<13} {:<22} {:>6} {:>7} {:>9} {:>11} {:>6} {:>9}\n",
         "workload", "mode", "batch", "items", "seconds", "items/s", "MFU", "peak GiB"
     );
     for r in rows {
@@ -47,7 +49,7 @@ pub fn render_table(rows: &[BenchRow]) -> String {
             .peak_gib
             .map_or_else(|| "-".to_string(), |g| format!("{g:.2}"));
         out.push_str(&format!(
-            "{:<10} {:<22} {:>6} {:>7} {:>9.3} {:>11.1} {:>5.1}% {:>9}\n",
+            "{:<13} {:<22} {:>6} {:>7} {:>9.3} {:>11.1} {:>5.1}% {:>9}\n",
             r.workload,
             r.mode,
             r.batch,

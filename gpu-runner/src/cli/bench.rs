@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gpu_runner::bench::{render_table, teacher};
+use gpu_runner::bench::{render_table, student, teacher, BenchRow};
 use gpu_runner::io::AtomicFile;
 use gpu_runner::teacher::new_model::Preset;
 
@@ -35,14 +35,125 @@ pub struct BenchArgs {
     /// segment QUERY tokens and every pair's rest REST tokens, e.g. 16,20.
     #[arg(long, value_delimiter = ',', value_name = "QUERY,REST")]
     pub fixed_lengths: Option<Vec<usize>>,
+    /// Workloads to run: teacher, student-train, student-infer.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "teacher,student-train,student-infer"
+    )]
+    pub workloads: Vec<Workload>,
+    /// Triplets per student training step (comma-separated for several rows).
+    #[arg(long, value_delimiter = ',', default_value = "16,128")]
+    pub triplets: Vec<usize>,
+    /// Pairs per student inference batch (comma-separated for several rows).
+    #[arg(long, value_delimiter = ',', default_value = "256,1024")]
+    pub student_batch: Vec<usize>,
+    /// Timed steps (training) or batches (inference) per student row.
+    #[arg(long, default_value_t = 10)]
+    pub student_steps: usize,
+    /// Also run the student workloads (first entry of --triplets and --student-batch) with the
+    /// fused CUDA kernels off: candle's composed ops and the per-tensor AdamW.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Also run student training with positives and negatives in one forward pass of 2T pairs
+    /// (PyTorch's benchmark shape; the trainer uses two passes, as the reference does).
+    #[arg(long)]
+    pub joint: bool,
     /// Also write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
+/// A benchmark workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Qwen3-Reranker scoring (four prefix-reuse modes).
+    Teacher,
+    /// XLM-R large MarginMSE training steps.
+    StudentTrain,
+    /// XLM-R large bf16 scoring.
+    StudentInfer,
+}
+
 /// Runs `bench` and prints the table.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = gpu_runner::device::parse_device(&args.device)?;
+    let mut rows = Vec::new();
+    if args.workloads.contains(&Workload::Teacher) {
+        rows.extend(run_teacher(&args, &device)?);
+    }
+    rows.extend(run_student(&args, &device)?);
+    print!("{}", render_table(&rows));
+    if let Some(path) = &args.json {
+        let mut file = AtomicFile::create(path)?;
+        serde_json::to_writer_pretty(&mut file, &rows)?;
+        file.commit()?;
+    }
+    Ok(())
+}
+
+/// The student rows: fused (default) and, with `--baseline`, composed.
+fn run_student(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Vec<BenchRow>> {
+    let train = args.workloads.contains(&Workload::StudentTrain);
+    let infer = args.workloads.contains(&Workload::StudentInfer);
+    let all = (args.triplets.clone(), args.student_batch.clone());
+    let mut variants = vec![(true, false, "fused", all.0, all.1)];
+    if args.joint {
+        variants.push((true, true, "fused-joint", args.triplets.clone(), Vec::new()));
+    }
+    if args.baseline {
+        let first = |v: &[usize]| v.first().map(|&x| vec![x]).unwrap_or_default();
+        variants.push((
+            false,
+            false,
+            "composed",
+            first(&args.triplets),
+            first(&args.student_batch),
+        ));
+    }
+    let mut rows = Vec::new();
+    for (fused, joint, label, triplets, batches) in variants {
+        set_fused(fused);
+        let opts = student::StudentBenchOptions {
+            config: gpu_runner::student::xlm_roberta::Config::bge_reranker_v2_m3(),
+            device: device.clone(),
+            triplets,
+            batches,
+            steps: args.student_steps,
+            label: label.into(),
+            joint,
+            seed: 0,
+        };
+        if train {
+            let (train_rows, traces) =
+                student::train(&opts).context("student training benchmark")?;
+            for (r, t) in train_rows.iter().zip(traces) {
+                println!(
+                    "student-train {label} {} triplets/step: MarginMSE {:.4} -> {:.4}, grad norm {:.3} -> {:.3} \
+                     (first -> last timed step); host ms/step: forward {:.1}, backward {:.1}, \
+                     norm+AdamW {:.1}, loss read {:.1}",
+                    r.batch, t.loss.0, t.loss.1, t.grad_norm.0, t.grad_norm.1, t.ms[0], t.ms[1], t.ms[2], t.ms[3]
+                );
+            }
+            rows.extend(train_rows);
+        }
+        if infer && !opts.batches.is_empty() {
+            rows.extend(student::infer(&opts).context("student inference benchmark")?);
+        }
+    }
+    set_fused(true);
+    Ok(rows)
+}
+
+#[cfg(feature = "cuda")]
+fn set_fused(on: bool) {
+    gpu_runner::kernels::set_enabled(on);
+}
+
+#[cfg(not(feature = "cuda"))]
+fn set_fused(_on: bool) {}
+
+fn run_teacher(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Vec<BenchRow>> {
     let dtype = gpu_runner::teacher::parse_dtype(&args.dtype)?;
     let fixed_lengths = match args.fixed_lengths.as_deref() {
         None => None,
@@ -82,11 +193,5 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         rows.extend(report.rows);
     }
-    print!("{}", render_table(&rows));
-    if let Some(path) = &args.json {
-        let mut file = AtomicFile::create(path)?;
-        serde_json::to_writer_pretty(&mut file, &rows)?;
-        file.commit()?;
-    }
-    Ok(())
+    Ok(rows)
 }

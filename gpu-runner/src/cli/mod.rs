@@ -11,6 +11,7 @@ pub mod new_model;
 pub mod pipeline;
 pub mod predict;
 pub mod score;
+pub mod student_parity;
 pub mod teacher_parity;
 pub mod train;
 pub mod triplets;

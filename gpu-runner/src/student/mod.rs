@@ -8,6 +8,7 @@
 pub mod encode;
 pub mod new_model;
 pub mod ops;
+pub mod parity;
 pub mod predict;
 pub mod xlm_roberta;
 
@@ -168,11 +169,23 @@ impl Student {
     /// truncated to `max_length` tokens; `None` means what `CrossEncoder` uses at evaluation
     /// (see [`usable_max_length`]).
     pub fn load(dir: &Path, device: &Device, max_length: impl Into<Option<usize>>) -> Result<Self> {
+        Self::load_with_dtype(dir, device, max_length, DType::F32)
+    }
+
+    /// [`Student::load`] with matmuls in `compute_dtype` (bf16 on CUDA: dense weights are cast
+    /// once; LayerNorm, softmax statistics and the residual stream stay f32).
+    pub fn load_with_dtype(
+        dir: &Path,
+        device: &Device,
+        max_length: impl Into<Option<usize>>,
+        compute_dtype: DType,
+    ) -> Result<Self> {
         let config = load_config(dir)?;
         let max_length = usable_max_length(&config, max_length.into());
         let weights = load_weights(dir, &config, device)?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, device);
-        let model = XLMRobertaForSequenceClassification::load(vb, &config, DType::F32)?;
+        let model =
+            XLMRobertaForSequenceClassification::load_inference(vb, &config, compute_dtype)?;
         let encoder =
             PairEncoder::from_file(&dir.join(TOKENIZER_FILE), max_length, config.pad_token_id)?;
         Ok(Student {

@@ -221,35 +221,59 @@ impl Config {
     }
 }
 
-/// A dense layer `y = x Wᵀ + b` whose matmul runs in the compute dtype and whose output is f32.
+/// How the model holds its weights.
+#[derive(Clone, Copy)]
+struct Load {
+    /// Matmuls run in this dtype.
+    compute: DType,
+    /// Inference: dense weights are cast to `compute` once at load (detached from any `Var`);
+    /// training casts the f32 master weights at every use, so gradients reach them.
+    precast: bool,
+}
+
+/// A dense layer `y = x Wᵀ + b` whose matmul runs in the compute dtype; the bias stays f32.
 struct Linear {
     weight: Tensor,
     bias: Tensor,
 }
 
 impl Linear {
-    fn load(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, n_in: usize, n_out: usize, how: Load) -> candle_core::Result<Self> {
+        let weight = vb.get((n_out, n_in), "weight")?;
         Ok(Linear {
-            weight: vb.get((n_out, n_in), "weight")?,
+            weight: if how.precast {
+                weight.to_dtype(how.compute)?.detach()
+            } else {
+                weight
+            },
             bias: vb.get(n_out, "bias")?,
         })
     }
 
-    /// `x Wᵀ` without the bias, over the last dimension, returned in f32.
+    /// `x Wᵀ` without the bias, over the last dimension, in the compute dtype. A 2-D `x`
+    /// (the encoder's `[tokens, hidden]`) needs no reshape, so no extra graph node.
     fn matmul(&self, xs: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+        let w = self.weight.to_dtype(dtype)?;
+        if xs.rank() == 2 {
+            // `contiguous` is free (no copy, no node) unless `xs` is a view such as the
+            // classifier's `<s>` rows, which the CUDA matmul cannot take.
+            return xs.to_dtype(dtype)?.contiguous()?.matmul(&w.t()?);
+        }
         let dims = xs.dims().to_vec();
         let n_in = dims[dims.len() - 1];
         let rows = xs.elem_count() / n_in.max(1);
-        let w = self.weight.to_dtype(dtype)?;
         let y = xs.to_dtype(dtype)?.reshape((rows, n_in))?.matmul(&w.t()?)?;
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         out_dims[last] = self.weight.dim(0)?;
-        y.reshape(out_dims)?.to_dtype(DType::F32)
+        y.reshape(out_dims)
     }
 
+    /// `x Wᵀ + b` in f32.
     fn forward(&self, xs: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
-        self.matmul(xs, dtype)?.broadcast_add(&self.bias)
+        self.matmul(xs, dtype)?
+            .to_dtype(DType::F32)?
+            .broadcast_add(&self.bias)
     }
 }
 
@@ -300,14 +324,17 @@ impl XLMRobertaEmbeddings {
     }
 
     /// `LN(word[ids] + type[0] + pos[position_ids])`; token types are all zero (§B.2).
+    /// Returns `[B·L, hidden]`.
     fn forward(
         &self,
         input_ids: &Tensor,
         position_ids: &Tensor,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let words = self.word_embeddings.forward(input_ids)?;
-        let positions = self.position_embeddings.forward(position_ids)?;
+        let words = self.word_embeddings.forward(&input_ids.flatten_all()?)?;
+        let positions = self
+            .position_embeddings
+            .forward(&position_ids.flatten_all()?)?;
         let xs = (words + positions)?.broadcast_add(&self.token_type_row)?;
         let xs = self.layer_norm.forward(&xs, mode)?;
         ops::dropout(&xs, self.dropout, mode)
@@ -324,27 +351,32 @@ struct XLMRobertaSelfAttention {
 }
 
 impl XLMRobertaSelfAttention {
-    fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Config, how: Load) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         Ok(XLMRobertaSelfAttention {
-            query: Linear::load(vb.pp("query"), h, h)?,
-            key: Linear::load(vb.pp("key"), h, h)?,
-            value: Linear::load(vb.pp("value"), h, h)?,
+            query: Linear::load(vb.pp("query"), h, h, how)?,
+            key: Linear::load(vb.pp("key"), h, h, how)?,
+            value: Linear::load(vb.pp("value"), h, h, how)?,
             num_heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
             dropout: cfg.attention_probs_dropout_prob,
         })
     }
 
-    fn split_heads(&self, xs: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
-        let (b, l, _) = xs.dims3()?;
-        xs.reshape((b, l, self.num_heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .to_dtype(dtype)
+    /// `[B·L, H]` projected by `linear`, plus its bias, as heads `[B, H, L, Dh]` in `dtype`.
+    fn heads(
+        &self,
+        linear: &Linear,
+        xs: &Tensor,
+        batch: usize,
+        dtype: DType,
+    ) -> candle_core::Result<Tensor> {
+        let ys = linear.matmul(xs, dtype)?;
+        ops::head_split_bias(&ys, &linear.bias, batch, self.num_heads, dtype)
     }
 
-    /// `softmax(QKᵀ/√d + M) V` with the additive key mask `M` of shape `[B, 1, 1, L]`.
+    /// `softmax(QKᵀ/√d + M) V` over the tokens `[B·L, H]` with the additive key mask `M` of
+    /// shape `[B, L]`; returns the context `[B·L, H]` in `dtype`.
     fn forward(
         &self,
         xs: &Tensor,
@@ -352,18 +384,15 @@ impl XLMRobertaSelfAttention {
         dtype: DType,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let (b, l, h) = xs.dims3()?;
-        let q = self.split_heads(&self.query.forward(xs, dtype)?, dtype)?;
-        let k = self.split_heads(&self.key.forward(xs, dtype)?, dtype)?;
-        let v = self.split_heads(&self.value.forward(xs, dtype)?, dtype)?;
+        let (b, _) = mask.dims2()?;
+        let xs = xs.to_dtype(dtype)?;
+        let q = self.heads(&self.query, &xs, b, dtype)?;
+        let k = self.heads(&self.key, &xs, b, dtype)?;
+        let v = self.heads(&self.value, &xs, b, dtype)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let probs = ops::attention_softmax(&scores.broadcast_add(mask)?, mode)?;
-        let probs = ops::dropout(&probs, self.dropout, mode)?;
-        let ctx = probs.to_dtype(dtype)?.matmul(&v)?;
-        ctx.transpose(1, 2)?
-            .reshape((b, l, h))?
-            .to_dtype(DType::F32)
+        let scores = q.matmul(&k.t()?)?;
+        let probs = ops::attention_probs(&scores, mask, scale, self.dropout, mode, dtype)?;
+        ops::head_merge(&probs.matmul(&v)?)
     }
 }
 
@@ -375,9 +404,9 @@ struct XLMRobertaOutput {
 }
 
 impl XLMRobertaOutput {
-    fn load(vb: VarBuilder, n_in: usize, cfg: &Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, n_in: usize, cfg: &Config, how: Load) -> candle_core::Result<Self> {
         Ok(XLMRobertaOutput {
-            dense: Linear::load(vb.pp("dense"), n_in, cfg.hidden_size)?,
+            dense: Linear::load(vb.pp("dense"), n_in, cfg.hidden_size, how)?,
             layer_norm: LayerNorm::load(vb.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
             dropout: cfg.hidden_dropout_prob,
         })
@@ -390,8 +419,9 @@ impl XLMRobertaOutput {
         dtype: DType,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let ys = ops::dropout(&self.dense.forward(xs, dtype)?, self.dropout, mode)?;
-        self.layer_norm.forward(&(ys + residual)?, mode)
+        let ys = self.dense.matmul(xs, dtype)?;
+        let ys = ops::bias_dropout_residual(&ys, &self.dense.bias, residual, self.dropout, mode)?;
+        self.layer_norm.forward(&ys, mode)
     }
 }
 
@@ -403,13 +433,13 @@ struct XLMRobertaLayer {
 }
 
 impl XLMRobertaLayer {
-    fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Config, how: Load) -> candle_core::Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(XLMRobertaLayer {
-            attention: XLMRobertaSelfAttention::load(vb.pp("attention.self"), cfg)?,
-            attention_output: XLMRobertaOutput::load(vb.pp("attention.output"), h, cfg)?,
-            intermediate: Linear::load(vb.pp("intermediate.dense"), h, i)?,
-            output: XLMRobertaOutput::load(vb.pp("output"), i, cfg)?,
+            attention: XLMRobertaSelfAttention::load(vb.pp("attention.self"), cfg, how)?,
+            attention_output: XLMRobertaOutput::load(vb.pp("attention.output"), h, cfg, how)?,
+            intermediate: Linear::load(vb.pp("intermediate.dense"), h, i, how)?,
+            output: XLMRobertaOutput::load(vb.pp("output"), i, cfg, how)?,
         })
     }
 
@@ -437,16 +467,17 @@ struct XLMRobertaClassificationHead {
 }
 
 impl XLMRobertaClassificationHead {
-    fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Config, how: Load) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         Ok(XLMRobertaClassificationHead {
-            dense: Linear::load(vb.pp("dense"), h, h)?,
-            out_proj: Linear::load(vb.pp("out_proj"), h, cfg.num_labels())?,
+            dense: Linear::load(vb.pp("dense"), h, h, how)?,
+            out_proj: Linear::load(vb.pp("out_proj"), h, cfg.num_labels(), how)?,
             dropout: cfg.classifier_dropout_prob(),
         })
     }
 
-    /// `out_proj(tanh(dense(dropout(x[:, 0]))))` with dropout before `out_proj` too.
+    /// `out_proj(tanh(dense(dropout(x[:, 0]))))` with dropout before `out_proj` too; `xs` is
+    /// `[B, L, H]`.
     fn forward(&self, xs: &Tensor, dtype: DType, mode: Mode) -> candle_core::Result<Tensor> {
         let cls = xs.narrow(1, 0, 1)?.squeeze(1)?;
         let cls = ops::dropout(&cls, self.dropout, mode)?;
@@ -466,14 +497,43 @@ pub struct XLMRobertaForSequenceClassification {
 
 impl XLMRobertaForSequenceClassification {
     /// Builds the model from `vb` (HF names); matmuls run in `compute_dtype` (f32 or bf16),
-    /// LayerNorm and softmax in f32, as under PyTorch autocast.
+    /// LayerNorm and softmax in f32, as under PyTorch autocast. Dense weights are cast at every
+    /// use, so a `Var` behind them gets its gradient (training).
     pub fn load(vb: VarBuilder, cfg: &Config, compute_dtype: DType) -> candle_core::Result<Self> {
+        Self::load_with(
+            vb,
+            cfg,
+            Load {
+                compute: compute_dtype,
+                precast: false,
+            },
+        )
+    }
+
+    /// Like [`Self::load`] for inference: dense weights are cast to `compute_dtype` once.
+    pub fn load_inference(
+        vb: VarBuilder,
+        cfg: &Config,
+        compute_dtype: DType,
+    ) -> candle_core::Result<Self> {
+        Self::load_with(
+            vb,
+            cfg,
+            Load {
+                compute: compute_dtype,
+                precast: true,
+            },
+        )
+    }
+
+    fn load_with(vb: VarBuilder, cfg: &Config, how: Load) -> candle_core::Result<Self> {
+        let compute_dtype = how.compute;
         let roberta = vb.pp("roberta");
         let embeddings = XLMRobertaEmbeddings::load(roberta.pp("embeddings"), cfg)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| XLMRobertaLayer::load(roberta.pp(format!("encoder.layer.{i}")), cfg))
+            .map(|i| XLMRobertaLayer::load(roberta.pp(format!("encoder.layer.{i}")), cfg, how))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let classifier = XLMRobertaClassificationHead::load(vb.pp("classifier"), cfg)?;
+        let classifier = XLMRobertaClassificationHead::load(vb.pp("classifier"), cfg, how)?;
         Ok(XLMRobertaForSequenceClassification {
             embeddings,
             layers,
@@ -492,13 +552,15 @@ impl XLMRobertaForSequenceClassification {
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
         let (b, l) = input_ids.dims2()?;
-        // Additive key mask: 0 for real keys, f32::MIN for padding (HF `_prepare_4d_attention_mask`).
-        let mask = ((1.0 - attention_mask.to_dtype(DType::F32)?)? * f64::from(f32::MIN))?
-            .reshape((b, 1, 1, l))?;
+        // Additive key mask `[B, L]`: 0 for real keys, f32::MIN for padding (HF
+        // `_prepare_4d_attention_mask`).
+        let mask = ((1.0 - attention_mask.to_dtype(DType::F32)?)? * f64::from(f32::MIN))?;
+        // The encoder works on `[B·L, hidden]` rows: no reshapes between layers.
         let mut xs = self.embeddings.forward(input_ids, position_ids, mode)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask, self.compute_dtype, mode)?;
         }
+        let xs = xs.reshape((b, l, ()))?;
         self.classifier
             .forward(&xs, self.compute_dtype, mode)?
             .reshape(b)

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::student::encode::PairEncoder;
+use crate::student::encode::{EncodedBatch, PairEncoder};
 use crate::student::new_model::{write_json, SIGMOID_ACTIVATION};
 use crate::student::ops::{DropoutRng, Mode};
 use crate::student::xlm_roberta::{Config, XLMRobertaForSequenceClassification};
@@ -25,7 +25,7 @@ use crate::student::{
     WEIGHTS_FILE,
 };
 use crate::{Error, Result};
-use adamw::{clip_grad_norm, AdamW, AdamWParams};
+use adamw::{AdamW, AdamWParams};
 use data::Triplet;
 
 pub use run::{train, TrainSummary};
@@ -112,6 +112,36 @@ impl TrainConfig {
 /// Gradients accumulated over the micro-batches of one update, aligned with the variables.
 pub type Grads = Vec<Option<Tensor>>;
 
+/// MarginMSE `mean((s(q,pos) − s(q,neg) − label)²)` of encoded positive and negative pairs,
+/// each batch in its own padded forward pass as in the reference.
+pub fn margin_mse(
+    model: &XLMRobertaForSequenceClassification,
+    pos: &EncodedBatch,
+    neg: &EncodedBatch,
+    labels: &Tensor,
+    mode: Mode,
+) -> Result<Tensor> {
+    let logits =
+        |b: &EncodedBatch| model.forward(&b.input_ids, &b.position_ids, &b.attention_mask, mode);
+    let margin = (logits(pos)? - logits(neg)?)?;
+    Ok((margin - labels)?.sqr()?.mean_all()?)
+}
+
+/// Back-propagates `loss` and adds each variable's gradient into `grads` (aligned with `vars`).
+pub fn add_gradients(loss: &Tensor, vars: &[(String, Var)], grads: &mut Grads) -> Result<()> {
+    let store = loss.backward()?;
+    grads.resize(vars.len(), None);
+    for (slot, (_, var)) in grads.iter_mut().zip(vars) {
+        if let Some(g) = store.get(var.as_tensor()) {
+            *slot = Some(match slot.take() {
+                Some(acc) => (acc + g)?,
+                None => g.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A trainable student: variables, model, tokenizer and optimizer.
 pub struct Trainer {
     model_dir: PathBuf,
@@ -181,14 +211,6 @@ impl Trainer {
         })
     }
 
-    /// Raw logits of (query, passage) pairs, one padded forward pass.
-    fn logits(&self, pairs: &[(&str, &str)], mode: Mode) -> Result<Tensor> {
-        let enc = self.encoder.encode(pairs, &self.device)?;
-        Ok(self
-            .model
-            .forward(&enc.input_ids, &enc.position_ids, &enc.attention_mask, mode)?)
-    }
-
     /// MarginMSE of a micro-batch: `mean((s(q,pos) − s(q,neg) − label)²)`, with the positive
     /// and negative pairs in two separately padded forward passes as in the reference.
     pub fn margin_mse(&self, batch: &[&Triplet], mode: Mode) -> Result<Tensor> {
@@ -200,10 +222,11 @@ impl Trainer {
             .iter()
             .map(|t| (t.query.as_str(), t.negative.as_str()))
             .collect();
-        let margin = (self.logits(&pos, mode)? - self.logits(&neg, mode)?)?;
         let labels: Vec<f32> = batch.iter().map(|t| t.score).collect();
         let labels = Tensor::from_vec(labels, batch.len(), &self.device)?;
-        Ok((margin - labels)?.sqr()?.mean_all()?)
+        let pos = self.encoder.encode(&pos, &self.device)?;
+        let neg = self.encoder.encode(&neg, &self.device)?;
+        margin_mse(&self.model, &pos, &neg, &labels, mode)
     }
 
     /// Reseeds dropout for update `step`, so every update draws the same masks on a resume.
@@ -219,25 +242,15 @@ impl Trainer {
     pub fn accumulate(&self, batch: &[&Triplet], grads: &mut Grads) -> Result<f32> {
         let mode = Mode::Train(self.use_dropout.then_some(&self.dropout));
         let loss = (self.margin_mse(batch, mode)? / self.grad_accum as f64)?;
-        let store = loss.backward()?;
-        grads.resize(self.optimizer.vars().len(), None);
-        for (slot, (_, var)) in grads.iter_mut().zip(self.optimizer.vars()) {
-            if let Some(g) = store.get(var.as_tensor()) {
-                *slot = Some(match slot.take() {
-                    Some(acc) => (acc + g)?,
-                    None => g.clone(),
-                });
-            }
-        }
+        add_gradients(&loss, self.optimizer.vars(), grads)?;
         Ok(loss.to_scalar::<f32>()?)
     }
 
     /// Clips `grads` to the global norm and takes one AdamW step at `lr`; returns the norm
     /// before clipping.
     pub fn apply_update(&mut self, mut grads: Grads, lr: f64) -> Result<f32> {
-        let norm = clip_grad_norm(&mut grads, self.max_grad_norm)?;
-        self.optimizer.step(&grads, lr)?;
-        Ok(norm)
+        self.optimizer
+            .clip_and_step(&mut grads, self.max_grad_norm, lr)
     }
 
     /// Mean MarginMSE over `triplets` without dropout, `batch_size` at a time.
