@@ -2,7 +2,8 @@
 //!
 //! * `student-train`: MarginMSE training steps (f32 master weights, bf16 compute, dropout on,
 //!   global-norm clipping, torch AdamW) of `T` triplets, i.e. `2T` pairs of 32–48 tokens, through
-//!   the trainer's own functions ([`crate::train::margin_mse`], [`AdamW::clip_and_step`]);
+//!   the trainer's own functions ([`crate::train::margin_mse`] or, with `--joint`,
+//!   [`crate::train::joint_margin_mse`], and [`AdamW::clip_and_step`]);
 //! * `student-infer`: bf16 scoring of batches of pairs of 32–48 tokens (dense weights cast to
 //!   bf16 once, as `predict` does with `--dtype bf16`).
 //!
@@ -21,7 +22,7 @@ use crate::student::encode::{pad_batch, EncodedBatch};
 use crate::student::ops::{DropoutRng, Mode};
 use crate::student::xlm_roberta::{Config, XLMRobertaForSequenceClassification};
 use crate::train::adamw::{AdamW, AdamWParams};
-use crate::train::{add_gradients, margin_mse, Grads};
+use crate::train::{add_gradients, joint_margin_mse, margin_mse, Grads};
 use crate::Result;
 
 /// Shortest and longest pair in tokens (specials included), as in the PyTorch reference.
@@ -46,7 +47,8 @@ pub struct StudentBenchOptions {
     /// Label of the rows' mode column (e.g. `fused` or `composed`).
     pub label: String,
     /// Training runs positives and negatives in one padded forward pass of `2T` pairs (as the
-    /// PyTorch reference benchmark does) instead of the trainer's two passes (spec §B.1).
+    /// PyTorch reference benchmark does, and `gpu-runner train --forward joint`) instead of the
+    /// trainer's default two passes (spec §B.1).
     pub joint: bool,
     pub seed: u64,
 }
@@ -91,25 +93,6 @@ fn random_rows(rng: &mut impl Rng, cfg: &Config, n: usize) -> Vec<Vec<u32>> {
             ids
         })
         .collect()
-}
-
-/// MarginMSE with positives and negatives in one forward pass (`joint` holds the `T`
-/// positives, then the `T` negatives).
-fn joint_margin_mse(
-    model: &XLMRobertaForSequenceClassification,
-    joint: &EncodedBatch,
-    labels: &Tensor,
-    mode: Mode,
-) -> Result<Tensor> {
-    let t = labels.elem_count();
-    let logits = model.forward(
-        &joint.input_ids,
-        &joint.position_ids,
-        &joint.attention_mask,
-        mode,
-    )?;
-    let margin = (logits.narrow(0, 0, t)? - logits.narrow(0, t, t)?)?;
-    Ok((margin - labels)?.sqr()?.mean_all()?)
 }
 
 /// Forward FLOPs of one sequence of `len` real tokens.

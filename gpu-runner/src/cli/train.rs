@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use gpu_runner::train::{train, TrainConfig};
+use gpu_runner::train::{train, Forward, TrainConfig};
 
 /// Arguments of `train`; defaults are the reference command's.
 #[derive(Debug, Args)]
@@ -65,6 +65,11 @@ pub struct TrainArgs {
     /// Train without dropout.
     #[arg(long)]
     pub no_dropout: bool,
+    /// `separate`: (q,pos) and (q,neg) in two forward passes, each padded on its own (the
+    /// reference). `joint`: all 2B pairs in one pass padded together; numerically equivalent
+    /// up to float rounding (padding is masked) and faster on GPU.
+    #[arg(long, value_enum, default_value_t = Forward::Separate)]
+    pub forward: Forward,
     /// Stop after this update, with a checkpoint (for interruption tests).
     #[arg(long)]
     pub stop_after: Option<usize>,
@@ -96,6 +101,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         drop_last: args.drop_last,
         dropout: !args.no_dropout,
+        forward: args.forward,
         stop_after: args.stop_after,
         progress: !args.quiet,
         ..TrainConfig::new(args.model, args.train, args.out)

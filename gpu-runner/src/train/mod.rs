@@ -30,6 +30,22 @@ use data::Triplet;
 
 pub use run::{train, TrainSummary};
 
+/// How the positive and negative pairs of a micro-batch go through the student.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Forward {
+    /// Two forward passes, (q, pos) and (q, neg), each padded to its own longest pair, as the
+    /// reference trainer does (spec §B.1).
+    #[default]
+    Separate,
+    /// One forward pass of the `2B` pairs (positives, then negatives) padded to the longest of
+    /// all. Padding is masked, so the loss and gradients equal `separate`'s up to float
+    /// rounding; faster on GPU (bench/NOTES.md run 3: 1.65× at 16 triplets). Parameters whose
+    /// exact gradient is zero (the classifier's output bias, attention key biases) get rounding
+    /// noise as gradient, which AdamW turns into steps of up to `lr`; the output bias, exactly
+    /// still in `separate`, therefore drifts here (no effect on margins or rankings).
+    Joint,
+}
+
 /// Settings of `gpu-runner train`; the defaults are the reference command's (§1.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
@@ -71,6 +87,8 @@ pub struct TrainConfig {
     pub drop_last: bool,
     /// Dropout in training (the reference trains with it).
     pub dropout: bool,
+    /// Positives and negatives in two forward passes (the reference) or one joint pass.
+    pub forward: Forward,
     /// Stop (with a checkpoint) after this update, as if interrupted.
     pub stop_after: Option<usize>,
     /// Show a progress bar on stderr.
@@ -103,6 +121,7 @@ impl TrainConfig {
             resume: false,
             drop_last: true,
             dropout: true,
+            forward: Forward::Separate,
             stop_after: None,
             progress: true,
         }
@@ -124,6 +143,32 @@ pub fn margin_mse(
     let logits =
         |b: &EncodedBatch| model.forward(&b.input_ids, &b.position_ids, &b.attention_mask, mode);
     let margin = (logits(pos)? - logits(neg)?)?;
+    Ok((margin - labels)?.sqr()?.mean_all()?)
+}
+
+/// MarginMSE with positives and negatives in one forward pass: `joint` holds the `T`
+/// positive pairs, then the `T` negative pairs, padded together.
+pub fn joint_margin_mse(
+    model: &XLMRobertaForSequenceClassification,
+    joint: &EncodedBatch,
+    labels: &Tensor,
+    mode: Mode,
+) -> Result<Tensor> {
+    let t = labels.elem_count();
+    if joint.lengths.len() != 2 * t {
+        return Err(Error::Other(format!(
+            "joint batch has {} pairs for {t} labels (expected {})",
+            joint.lengths.len(),
+            2 * t
+        )));
+    }
+    let logits = model.forward(
+        &joint.input_ids,
+        &joint.position_ids,
+        &joint.attention_mask,
+        mode,
+    )?;
+    let margin = (logits.narrow(0, 0, t)? - logits.narrow(0, t, t)?)?;
     Ok((margin - labels)?.sqr()?.mean_all()?)
 }
 
@@ -151,6 +196,7 @@ pub struct Trainer {
     optimizer: AdamW,
     dropout: DropoutRng,
     use_dropout: bool,
+    forward: Forward,
     grad_accum: usize,
     max_grad_norm: f64,
     device: Device,
@@ -205,6 +251,7 @@ impl Trainer {
             optimizer: AdamW::new(vars, params)?,
             dropout: DropoutRng::new(cfg.seed),
             use_dropout: cfg.dropout,
+            forward: cfg.forward,
             grad_accum: cfg.grad_accum.max(1),
             max_grad_norm: cfg.max_grad_norm,
             device: device.clone(),
@@ -212,7 +259,8 @@ impl Trainer {
     }
 
     /// MarginMSE of a micro-batch: `mean((s(q,pos) − s(q,neg) − label)²)`, with the positive
-    /// and negative pairs in two separately padded forward passes as in the reference.
+    /// and negative pairs in two separately padded forward passes as in the reference, or in
+    /// one joint pass (see [`Forward`]).
     pub fn margin_mse(&self, batch: &[&Triplet], mode: Mode) -> Result<Tensor> {
         let pos: Vec<(&str, &str)> = batch
             .iter()
@@ -224,9 +272,18 @@ impl Trainer {
             .collect();
         let labels: Vec<f32> = batch.iter().map(|t| t.score).collect();
         let labels = Tensor::from_vec(labels, batch.len(), &self.device)?;
-        let pos = self.encoder.encode(&pos, &self.device)?;
-        let neg = self.encoder.encode(&neg, &self.device)?;
-        margin_mse(&self.model, &pos, &neg, &labels, mode)
+        match self.forward {
+            Forward::Separate => {
+                let pos = self.encoder.encode(&pos, &self.device)?;
+                let neg = self.encoder.encode(&neg, &self.device)?;
+                margin_mse(&self.model, &pos, &neg, &labels, mode)
+            }
+            Forward::Joint => {
+                let pairs = [pos, neg].concat();
+                let joint = self.encoder.encode(&pairs, &self.device)?;
+                joint_margin_mse(&self.model, &joint, &labels, mode)
+            }
+        }
     }
 
     /// Reseeds dropout for update `step`, so every update draws the same masks on a resume.
