@@ -13,10 +13,12 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod queue;
+pub mod stream;
 
 pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, User};
 pub use config::{RunConfig, ValidationError};
 pub use events::{Event, Series, SeriesPoint};
+pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
     MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod io;
 pub mod jsonl;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod schedule;
 pub mod scores;

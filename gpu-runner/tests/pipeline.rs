@@ -1,30 +1,13 @@
 //! `pipeline::run` on the synthetic demo data with the tiny student and the BM25 teacher.
 
+mod worker_support;
+
 use candle_core::Device;
 use distillery_api::{RunConfig, StageKind};
-use gpu_runner::demo::{write_demo_data, DemoOptions};
 use gpu_runner::pipeline;
-use gpu_runner::student::new_model::{write_new_model, Preset};
 
 fn config(dir: &std::path::Path) -> RunConfig {
-    let opts = DemoOptions {
-        train_queries: 40,
-        test_queries: 20,
-        ..DemoOptions::default()
-    };
-    let (train, test) = write_demo_data(&dir.join("data"), &opts).unwrap();
-    write_new_model(Preset::Tiny, &dir.join("student"), None, 0).unwrap();
-    RunConfig {
-        teacher_kind: "bm25".into(),
-        student: dir.join("student").display().to_string(),
-        train_data: train.display().to_string(),
-        test_data: test.display().to_string(),
-        batch_size: 32,
-        grad_accum: 1,
-        lr: 2e-3,
-        max_length: 64,
-        ..RunConfig::default()
-    }
+    worker_support::demo_inputs(dir, RunConfig::default().epochs)
 }
 
 #[test]

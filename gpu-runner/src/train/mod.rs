@@ -28,7 +28,7 @@ use crate::{Error, Result};
 use adamw::{clip_grad_norm, AdamW, AdamWParams};
 use data::Triplet;
 
-pub use run::{train, TrainSummary};
+pub use run::{train, train_observed, TrainHooks, TrainSummary};
 
 /// Settings of `gpu-runner train`; the defaults are the reference command's (§1.3).
 #[derive(Debug, Clone, PartialEq)]
