@@ -93,8 +93,17 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
     };
     assert_eq!((rec.stage, rec.reused), (StageKind::TripletsTrain, false));
     assert!(run.join(&rec.dir).join("triplets.jsonl").is_file());
+    // Only the stage and what it depends on ran (score_train), not score_test.
     let dirs = std::fs::read_dir(run.join("stages")).unwrap().count();
-    assert_eq!(dirs, 3);
+    assert_eq!(dirs, 2);
+    // The teacher's evaluation needs score_test only: no training runs for it.
+    pipeline::run_through(&cfg, &run, &Device::Cpu, Some(StageKind::EvalTeacher)).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(run.join("stages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().split('-').next().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["eval_teacher", "score_test", "score_train", "triplets_train"]);
     pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
@@ -106,6 +115,6 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
         .collect();
     assert_eq!(
         reused,
-        [true, true, true, false, false, false, false, false, false]
+        [true, true, true, false, false, false, false, true, false]
     );
 }

@@ -82,7 +82,17 @@ impl Runner<'_> {
             .cloned()
     }
 
-    /// Runs `work` into a fresh stage directory unless one with the same key exists.
+    /// Whether the run needs stage `kind`: all stages, or `stop_after` and what it depends on.
+    fn needs(&self, kind: StageKind) -> bool {
+        fn reaches(target: StageKind, kind: StageKind) -> bool {
+            target == kind || target.depends_on().iter().any(|&d| reaches(d, kind))
+        }
+        self.stop_after.is_none_or(|target| reaches(target, kind))
+    }
+
+    /// Runs `work` into a fresh stage directory unless one with the same key exists. A stage
+    /// the run does not need (not a dependency of `stop_after`) is only named: its key and
+    /// directory feed later stages' keys.
     fn stage(
         &mut self,
         kind: StageKind,
@@ -93,6 +103,9 @@ impl Runner<'_> {
         let key = stage_key(kind.as_str(), params, inputs);
         let name = format!("{}-{}", kind.as_str(), &key[..16]);
         let dir = self.dir.join("stages").join(&name);
+        if !self.needs(kind) {
+            return Ok((dir, key));
+        }
         let reused = dir.is_dir();
         if !reused {
             // A leftover temporary directory is kept: it holds what an interrupted attempt

@@ -180,18 +180,19 @@ fn progress_report(
     };
     let (done0, since) = first.unwrap_or((0, Instant::now()));
     let secs = since.elapsed().as_secs_f64().max(1e-3);
-    let rate = done.saturating_sub(done0) as f64 / secs;
-    let eta_s = (rate > 0.0).then(|| total.saturating_sub(done) as f64 / rate);
+    // No rate until this attempt has counted something.
+    let rate = (done > done0).then(|| (done - done0) as f64 / secs);
+    let eta_s = rate.map(|r| total.saturating_sub(done) as f64 / r);
     let detail = (total > 0).then(|| ProgressDetail {
         done: done as i64,
         total: total as i64,
         unit: unit.clone(),
-        rate: Some(rate),
+        rate,
         eta_s,
     });
-    let message = detail.as_ref().map(|_| {
-        let eta = eta_s.map_or_else(String::new, |s| format!(", ETA {}", clock(s)));
-        format!("{done}/{total} {unit}, {rate:.1}/s{eta}")
+    let message = detail.as_ref().map(|_| match (rate, eta_s) {
+        (Some(r), Some(s)) => format!("{done}/{total} {unit}, {r:.1}/s, ETA {}", clock(s)),
+        _ => format!("{done}/{total} {unit}"),
     });
     ProgressReport {
         lease: lease.to_string(),
@@ -267,6 +268,9 @@ mod tests {
         let rate = d.rate.unwrap();
         assert!((0.9..=1.0).contains(&rate), "{rate}");
         assert!(r.message.unwrap().starts_with("30/40 updates, 1.0/s, ETA 0:00:1"));
+        let once = progress_report("l", Some((9, 9, "pairs".into())), Some((9, Instant::now())), None);
+        assert_eq!(once.message.as_deref(), Some("9/9 pairs"));
+        assert_eq!(once.detail.unwrap().rate, None);
     }
 
     #[test]
