@@ -18,11 +18,11 @@ pub mod stream;
 pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, User};
 pub use config::{RunConfig, ValidationError};
 pub use events::{Event, Series, SeriesPoint};
-pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
     MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
 };
+pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 
 /// The version prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/api/v1";

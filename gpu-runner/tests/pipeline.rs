@@ -100,10 +100,26 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
     pipeline::run_through(&cfg, &run, &Device::Cpu, Some(StageKind::EvalTeacher)).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(run.join("stages"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().split('-').next().unwrap().to_string())
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .split('-')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     names.sort();
-    assert_eq!(names, ["eval_teacher", "score_test", "score_train", "triplets_train"]);
+    assert_eq!(
+        names,
+        [
+            "eval_teacher",
+            "score_test",
+            "score_train",
+            "triplets_train"
+        ]
+    );
     pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();

@@ -93,7 +93,10 @@ fn server_restart_mid_run_the_runner_reconnects_and_the_run_completes() {
     let outbox = workdir.join("outbox-restart_test");
     let start = std::time::Instant::now();
     while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) < 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "nothing buffered");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing buffered"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let process = start_server_process(&db, port);
@@ -106,7 +109,11 @@ fn server_restart_mid_run_the_runner_reconnects_and_the_run_completes() {
     let train = api.stage(run, "train");
     assert_exact_steps(&api.series_steps(run, "loss"), total_updates(&train));
     assert_eq!(train["attempt"], 1, "{train}");
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0, "outbox flushed");
+    assert_eq!(
+        std::fs::read_dir(&outbox).unwrap().count(),
+        0,
+        "outbox flushed"
+    );
     drop(process);
 }
 

@@ -75,7 +75,10 @@ fn worker_takes_a_bm25_demo_run_to_done_and_streams_it() {
     let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let messages = api.log_messages(id, "train");
-    assert!(messages.iter().any(|m| m.contains("claimed")), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("claimed")),
+        "{messages:?}"
+    );
     assert!(messages.iter().any(|m| m.contains("saved")), "{messages:?}");
     let all = api.get(&format!("/runs/{id}/logs?tail=5000"));
     assert!(all.as_array().unwrap().len() > lines.len());
@@ -88,7 +91,14 @@ fn worker_takes_a_bm25_demo_run_to_done_and_streams_it() {
         .iter()
         .filter_map(|a| a["kind"].as_str())
         .collect();
-    for kind in ["scores", "triplets", "summary", "per_query", "train_log", "report"] {
+    for kind in [
+        "scores",
+        "triplets",
+        "summary",
+        "per_query",
+        "train_log",
+        "report",
+    ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
 }

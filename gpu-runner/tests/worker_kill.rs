@@ -26,8 +26,17 @@ impl Drop for Runner {
 /// Starts `gpu-runner work` with a 2 s lease and a checkpoint every 5 updates.
 fn runner(server: &str, name: &str, workdir: &Path) -> Runner {
     let child = Command::new(env!("CARGO_BIN_EXE_gpu-runner"))
-        .args(["work", "--server", server, "--name", name, "--device", "cpu"])
-        .args(["--lease-secs", "2", "--checkpoint-every", "5", "--poll-ms", "100"])
+        .args([
+            "work", "--server", server, "--name", name, "--device", "cpu",
+        ])
+        .args([
+            "--lease-secs",
+            "2",
+            "--checkpoint-every",
+            "5",
+            "--poll-ms",
+            "100",
+        ])
         .arg("--workdir")
         .arg(workdir)
         .stdout(Stdio::null())
@@ -64,7 +73,9 @@ fn finish_with_second_runner(api: &Client, server: &str, run: i64, workdir: &Pat
     assert_exact_steps(&api.series_steps(run, "loss"), n);
     let messages = api.log_messages(run, "train");
     assert!(
-        messages.iter().any(|m| m.contains("resuming from the checkpoint")),
+        messages
+            .iter()
+            .any(|m| m.contains("resuming from the checkpoint")),
         "{messages:?}"
     );
     assert_eq!(train["runner"], "second");
@@ -102,7 +113,10 @@ fn sigterm_mid_training_checkpoints_releases_and_exits_0() {
     let train = api.stage(run, "train");
     assert_eq!(train["status"], "queued", "{train}");
     assert!(
-        train["message"].as_str().unwrap().contains("released by first"),
+        train["message"]
+            .as_str()
+            .unwrap()
+            .contains("released by first"),
         "{train}"
     );
     let stopped_at = api.series_steps(run, "loss").len() as i64;

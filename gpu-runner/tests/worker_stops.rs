@@ -73,7 +73,11 @@ fn stop_checkpoints(workdir: &Path, run: i64) -> Vec<usize> {
         if !name.starts_with(".train-") {
             continue;
         }
-        for ck in std::fs::read_dir(stage.path().join("model")).into_iter().flatten().flatten() {
+        for ck in std::fs::read_dir(stage.path().join("model"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let ck_name = ck.file_name().to_string_lossy().to_string();
             if let Some(step) = ck_name.strip_prefix("checkpoint-") {
                 if ck.path().join("trainer_state.json").is_file() {
@@ -120,7 +124,11 @@ fn planned_updates(workdir: &Path, run: i64, epochs: usize, batch: usize) -> usi
     let triplets = std::fs::read_dir(&stages)
         .unwrap()
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("triplets_train-"))
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("triplets_train-")
+        })
         .unwrap()
         .path()
         .join("triplets.jsonl");

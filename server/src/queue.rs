@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use distillery_api::{
-    ClaimRequest, Event, Job, JobState, RegisterRunner, ReleaseJob, RunConfig, Runner, StageKind, Status,
+    ClaimRequest, Event, Job, JobState, RegisterRunner, ReleaseJob, RunConfig, Runner, StageKind,
+    Status,
 };
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
@@ -350,7 +351,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(job = job_id, run = job.run_id, "released by its runner; requeued");
+        tracing::info!(
+            job = job_id,
+            run = job.run_id,
+            "released by its runner; requeued"
+        );
         self.events().publish(Event::StageStatus {
             run_id: job.run_id,
             stage_id: job.stage_id,

@@ -20,9 +20,7 @@ async fn fetch_tail(id: i64) -> Result<Vec<StageLogLine>, String> {
     if !resp.ok() {
         return Err(format!("HTTP {}", resp.status()));
     }
-    resp.json()
-        .await
-        .map_err(|e| format!("bad response: {e}"))
+    resp.json().await.map_err(|e| format!("bad response: {e}"))
 }
 
 /// `HH:MM:SS stage#attempt LEVEL message`.

@@ -232,7 +232,14 @@ pub fn run_through_with(
     }
     let ml = cfg.max_length.to_string();
     let (before, k_before) = r.stage(StageKind::EvalBefore, &ml, &[&h_student, &h_test], |d| {
-        predict(cfg, student, test_data, &d.join("scores.jsonl"), device, &ctx)?;
+        predict(
+            cfg,
+            student,
+            test_data,
+            &d.join("scores.jsonl"),
+            device,
+            &ctx,
+        )?;
         evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
     })?;
     if let Some(rec) = r.halt() {
@@ -258,7 +265,14 @@ pub fn run_through_with(
     }
     let model = trained.join("model");
     let (after, k_after) = r.stage(StageKind::EvalAfter, &ml, &[&k_train, &h_test], |d| {
-        predict(cfg, &model, test_data, &d.join("scores.jsonl"), device, &ctx)?;
+        predict(
+            cfg,
+            &model,
+            test_data,
+            &d.join("scores.jsonl"),
+            device,
+            &ctx,
+        )?;
         evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
     })?;
     if let Some(rec) = r.halt() {

@@ -14,8 +14,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::checkpoint::{
-    checkpoint_dir, latest_checkpoint_upto, load_training_state, save_training_state,
-    TrainerState,
+    checkpoint_dir, latest_checkpoint_upto, load_training_state, save_training_state, TrainerState,
 };
 use super::data::{read_triplets, Triplet};
 use super::{Grads, TrainConfig, Trainer};

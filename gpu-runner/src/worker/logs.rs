@@ -35,9 +35,11 @@ impl LogCapture {
 
     /// Starts capturing for a new stage attempt, numbering lines from 0.
     pub fn arm(&self) {
-        self.with(|c| *c = Capture {
-            armed: true,
-            ..Capture::default()
+        self.with(|c| {
+            *c = Capture {
+                armed: true,
+                ..Capture::default()
+            }
         });
     }
 
@@ -51,10 +53,7 @@ impl LogCapture {
                     seq: c.next_seq,
                     time_ms: now_ms(),
                     level: "WARN".into(),
-                    message: format!(
-                        "{} more log lines of this stage were not sent",
-                        c.dropped
-                    ),
+                    message: format!("{} more log lines of this stage were not sent", c.dropped),
                 };
                 c.lines.push(line);
                 c.next_seq += 1;

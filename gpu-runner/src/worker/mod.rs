@@ -95,7 +95,11 @@ fn outbox_dir(opts: &WorkerOptions) -> PathBuf {
 /// stage and releases its job). Returns the number of jobs finished.
 pub fn work(opts: &WorkerOptions, device: &Device, stop: &Arc<AtomicBool>) -> Result<usize> {
     std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
-    let transport = Arc::new(Transport::new(&opts.server, &opts.token, &outbox_dir(opts))?);
+    let transport = Arc::new(Transport::new(
+        &opts.server,
+        &opts.token,
+        &outbox_dir(opts),
+    )?);
     let register = RegisterRunner {
         name: opts.name.clone(),
         device: crate::device::describe(device),
@@ -104,7 +108,9 @@ pub fn work(opts: &WorkerOptions, device: &Device, stop: &Arc<AtomicBool>) -> Re
     let Some(resp) = transport.call_retrying("/runners", &register, stop)? else {
         return Ok(0);
     };
-    let runner: Runner = resp.json().map_err(|e| Error::Other(format!("server: {e}")))?;
+    let runner: Runner = resp
+        .json()
+        .map_err(|e| Error::Other(format!("server: {e}")))?;
     tracing::info!(id = runner.id, name = %runner.name, "registered");
     let done_flag = Arc::new(AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(transport.clone(), runner.id, opts.lease_ms, &done_flag);
@@ -201,7 +207,11 @@ fn run_job(
     // was delivered before it, so the series loses no step.
     let resume_max_step = job.checkpoint.as_deref().and_then(checkpoint_step);
     if let Some(step) = resume_max_step {
-        tracing::info!(job = job.id, step, "resuming from the checkpoint of update {step}");
+        tracing::info!(
+            job = job.id,
+            step,
+            "resuming from the checkpoint of update {step}"
+        );
     }
     let ctx = StageContext {
         observer: &reporter,

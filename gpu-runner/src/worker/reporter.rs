@@ -267,8 +267,16 @@ mod tests {
         assert_eq!((d.done, d.total, d.unit.as_str()), (30, 40, "updates"));
         let rate = d.rate.unwrap();
         assert!((0.9..=1.0).contains(&rate), "{rate}");
-        assert!(r.message.unwrap().starts_with("30/40 updates, 1.0/s, ETA 0:00:1"));
-        let once = progress_report("l", Some((9, 9, "pairs".into())), Some((9, Instant::now())), None);
+        assert!(r
+            .message
+            .unwrap()
+            .starts_with("30/40 updates, 1.0/s, ETA 0:00:1"));
+        let once = progress_report(
+            "l",
+            Some((9, 9, "pairs".into())),
+            Some((9, Instant::now())),
+            None,
+        );
         assert_eq!(once.message.as_deref(), Some("9/9 pairs"));
         assert_eq!(once.detail.unwrap().rate, None);
     }

@@ -56,7 +56,9 @@ struct Backoff {
 
 impl Backoff {
     fn delay(failures: u32) -> Duration {
-        let exp = BASE_BACKOFF.saturating_mul(1 << failures.min(10)).min(MAX_BACKOFF);
+        let exp = BASE_BACKOFF
+            .saturating_mul(1 << failures.min(10))
+            .min(MAX_BACKOFF);
         exp.mul_f64(rand::rng().random_range(0.5..1.5))
     }
 
@@ -87,7 +89,6 @@ pub struct Transport {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-
 
 impl Transport {
     /// Connects to `base` (e.g. `http://127.0.0.1:8480`) with an outbox in `outbox_dir`.
@@ -130,7 +131,10 @@ impl Transport {
         if status.is_server_error() {
             return Err(SendError::Unreachable(format!("{path}: {status}: {text}")));
         }
-        Err(SendError::Refused(status.as_u16(), format!("{path}: {text}")))
+        Err(SendError::Refused(
+            status.as_u16(),
+            format!("{path}: {text}"),
+        ))
     }
 
     /// Whether the server refused a report under `lease` with 409 (the run was cancelled, or
@@ -275,7 +279,10 @@ mod tests {
                 .saturating_mul(1 << failures.min(10))
                 .min(MAX_BACKOFF);
             let d = Backoff::delay(failures);
-            assert!(d >= nominal.mul_f64(0.5) && d < nominal.mul_f64(1.5), "{d:?}");
+            assert!(
+                d >= nominal.mul_f64(0.5) && d < nominal.mul_f64(1.5),
+                "{d:?}"
+            );
         }
     }
 
@@ -285,8 +292,14 @@ mod tests {
         // Nothing listens on port 9 of the loopback.
         let t = Transport::new("http://127.0.0.1:9", "", dir.path()).unwrap();
         let body = serde_json::json!({"lease": "x", "points": []});
-        assert_eq!(t.report("/jobs/1/metrics", &body).unwrap(), Delivery::Queued);
-        assert_eq!(t.report("/jobs/1/metrics", &body).unwrap(), Delivery::Queued);
+        assert_eq!(
+            t.report("/jobs/1/metrics", &body).unwrap(),
+            Delivery::Queued
+        );
+        assert_eq!(
+            t.report("/jobs/1/metrics", &body).unwrap(),
+            Delivery::Queued
+        );
         assert_eq!(lock(&t.outbox).entries().unwrap().len(), 2);
     }
 }

@@ -120,11 +120,9 @@ impl Client {
 
     /// The stored steps of a series, ascending (empty while the server is down).
     pub fn series_steps(&self, run: i64, name: &str) -> Vec<i64> {
-        self.try_get(&format!(
-            "/runs/{run}/series?name={name}&max_points=100000"
-        ))
-        .and_then(|s| serde_json::from_value(s["steps"].clone()).ok())
-        .unwrap_or_default()
+        self.try_get(&format!("/runs/{run}/series?name={name}&max_points=100000"))
+            .and_then(|s| serde_json::from_value(s["steps"].clone()).ok())
+            .unwrap_or_default()
     }
 
     /// Polls until `cond` holds, for at most `limit`.

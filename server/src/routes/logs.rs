@@ -50,9 +50,9 @@ pub async fn logs_tail(
 ) -> Result<Json<Vec<StageLogLine>>, AppError> {
     let stage = match p.stage.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(
-            StageKind::parse(s).ok_or_else(|| AppError::bad("stage", "unknown stage kind"))?,
-        ),
+        Some(s) => {
+            Some(StageKind::parse(s).ok_or_else(|| AppError::bad("stage", "unknown stage kind"))?)
+        }
     };
     Ok(Json(state.store.run_logs(id, stage, p.tail).await?))
 }

@@ -97,4 +97,7 @@ async fn a_released_job_is_requeued_at_once_with_its_checkpoint(store: Store) {
     let (_, run_json) = send(&r, "GET", &format!("/api/v1/runs/{run}"), None).await;
     assert_eq!(run_json["status"], "failed");
 }
-both_backends!(release, a_released_job_is_requeued_at_once_with_its_checkpoint);
+both_backends!(
+    release,
+    a_released_job_is_requeued_at_once_with_its_checkpoint
+);
