@@ -31,7 +31,7 @@ fn runner(server: &str, name: &str, workdir: &Path) -> Runner {
         ])
         .args([
             "--lease-secs",
-            "2",
+            "3",
             "--checkpoint-every",
             "5",
             "--poll-ms",
