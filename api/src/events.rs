@@ -32,12 +32,22 @@ pub enum Event {
         progress: f64,
         #[serde(default)]
         message: Option<String>,
+        #[serde(default)]
+        detail: Option<crate::ProgressDetail>,
     },
     /// New metric points arrived; `last` is the newest point of each series in the batch.
     Metrics {
         run_id: i64,
         stage_id: i64,
         last: Vec<SeriesPoint>,
+    },
+    /// New log lines of a stage's current attempt.
+    Log {
+        run_id: i64,
+        stage_id: i64,
+        kind: StageKind,
+        attempt: i64,
+        lines: Vec<crate::LogLine>,
     },
 }
 
@@ -50,7 +60,8 @@ impl Event {
             | Event::RunDeleted { run_id }
             | Event::StageStatus { run_id, .. }
             | Event::Progress { run_id, .. }
-            | Event::Metrics { run_id, .. } => *run_id,
+            | Event::Metrics { run_id, .. }
+            | Event::Log { run_id, .. } => *run_id,
         }
     }
 
@@ -63,12 +74,14 @@ impl Event {
             Event::StageStatus { .. } => "stage_status",
             Event::Progress { .. } => "progress",
             Event::Metrics { .. } => "metrics",
+            Event::Log { .. } => "log",
         }
     }
 
-    /// Whether the run-list stream carries it (metric points only go to the run's own stream).
+    /// Whether the run-list stream carries it (metric points and log lines only go to the
+    /// run's own stream).
     pub fn for_run_list(&self) -> bool {
-        !matches!(self, Event::Metrics { .. })
+        !matches!(self, Event::Metrics { .. } | Event::Log { .. })
     }
 }
 

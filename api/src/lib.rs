@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod queue;
+pub mod stream;
 
 pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, User};
 pub use config::{RunConfig, ValidationError};
@@ -21,6 +22,7 @@ pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
     MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
 };
+pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 
 /// The version prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/api/v1";

@@ -74,6 +74,9 @@ pub struct ProgressReport {
     /// A checkpoint to resume from if this attempt dies.
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// Counted progress (done/total, rate, ETA), passed on in the progress event.
+    #[serde(default)]
+    pub detail: Option<crate::ProgressDetail>,
 }
 
 /// One point of a metric series.

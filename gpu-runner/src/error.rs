@@ -23,6 +23,10 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The stage stopped at a safe point because it was asked to (cancelled, or the runner
+    /// stops); the message says where it stopped.
+    #[error("stopped: {0}")]
+    Stopped(String),
     /// Anything else, with a message that says what was being done.
     #[error("{0}")]
     Other(String),

@@ -28,6 +28,7 @@ pub mod jsonl;
 #[cfg(feature = "cuda")]
 pub mod kernels;
 pub mod metrics;
+pub mod observe;
 pub mod pipeline;
 pub mod schedule;
 pub mod scores;

@@ -1,6 +1,7 @@
 //! `gpu-runner`: one subcommand per pipeline stage, plus device information.
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::Layer;
 
 mod cli;
 
@@ -54,13 +55,21 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logs = gpu_runner::worker::logs::LogCapture::default();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                ),
         )
-        .with_writer(std::io::stderr)
+        .with(logs.clone())
         .init();
-    match run(Cli::parse()) {
+    match run(Cli::parse(), logs) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -69,7 +78,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, logs: gpu_runner::worker::logs::LogCapture) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { device } => {
             let dev = gpu_runner::device::parse_device(&device)?;
@@ -80,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Score(args) => cli::score::run(args),
         Command::Pipeline(args) => cli::pipeline::run(args),
-        Command::Work(args) => cli::work::run(args),
+        Command::Work(args) => cli::work::run(args, logs),
         Command::DemoData(args) => cli::demo_data::run(args),
         Command::DataStats(args) => cli::data_stats::run(args),
         Command::Triplets(args) => cli::triplets::run(args),

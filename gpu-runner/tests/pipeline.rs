@@ -1,30 +1,13 @@
 //! `pipeline::run` on the synthetic demo data with the tiny student and the BM25 teacher.
 
+mod worker_support;
+
 use candle_core::Device;
 use distillery_api::{RunConfig, StageKind};
-use gpu_runner::demo::{write_demo_data, DemoOptions};
 use gpu_runner::pipeline;
-use gpu_runner::student::new_model::{write_new_model, Preset};
 
 fn config(dir: &std::path::Path) -> RunConfig {
-    let opts = DemoOptions {
-        train_queries: 40,
-        test_queries: 20,
-        ..DemoOptions::default()
-    };
-    let (train, test) = write_demo_data(&dir.join("data"), &opts).unwrap();
-    write_new_model(Preset::Tiny, &dir.join("student"), None, 0).unwrap();
-    RunConfig {
-        teacher_kind: "bm25".into(),
-        student: dir.join("student").display().to_string(),
-        train_data: train.display().to_string(),
-        test_data: test.display().to_string(),
-        batch_size: 32,
-        grad_accum: 1,
-        lr: 2e-3,
-        max_length: 64,
-        ..RunConfig::default()
-    }
+    worker_support::demo_inputs(dir, RunConfig::default().epochs)
 }
 
 #[test]
@@ -110,8 +93,33 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
     };
     assert_eq!((rec.stage, rec.reused), (StageKind::TripletsTrain, false));
     assert!(run.join(&rec.dir).join("triplets.jsonl").is_file());
+    // Only the stage and what it depends on ran (score_train), not score_test.
     let dirs = std::fs::read_dir(run.join("stages")).unwrap().count();
-    assert_eq!(dirs, 3);
+    assert_eq!(dirs, 2);
+    // The teacher's evaluation needs score_test only: no training runs for it.
+    pipeline::run_through(&cfg, &run, &Device::Cpu, Some(StageKind::EvalTeacher)).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(run.join("stages"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .split('-')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "eval_teacher",
+            "score_test",
+            "score_train",
+            "triplets_train"
+        ]
+    );
     pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
@@ -123,6 +131,6 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
         .collect();
     assert_eq!(
         reused,
-        [true, true, true, false, false, false, false, false, false]
+        [true, true, true, false, false, false, false, true, false]
     );
 }

@@ -1,103 +1,104 @@
-//! A worker against an in-process server (SQLite in memory) takes a BM25 demo run to done.
+//! A worker against an in-process server (SQLite in memory) takes a BM25 demo run to done,
+//! streaming the training's series, progress, its log lines and the stages' small outputs.
+
+mod worker_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::Device;
-use distillery_api::RunConfig;
-use distillery_server::{app, AppState, Store};
-use gpu_runner::demo::{write_demo_data, DemoOptions};
-use gpu_runner::student::new_model::{write_new_model, Preset};
+use gpu_runner::worker::logs::LogCapture;
 use gpu_runner::worker::{work, WorkerOptions};
-
-fn start_server() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let store = Store::connect("sqlite::memory:").await.unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app(AppState { store }, None))
-                .await
-                .unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
-}
+use tracing_subscriber::layer::SubscriberExt;
+use worker_support::{assert_exact_steps, demo_inputs, start_server, total_updates, Client};
 
 #[test]
-fn worker_takes_a_bm25_demo_run_to_done() {
+fn worker_takes_a_bm25_demo_run_to_done_and_streams_it() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = DemoOptions {
-        train_queries: 40,
-        test_queries: 20,
-        ..DemoOptions::default()
-    };
-    let (train, test) = write_demo_data(&dir.path().join("data"), &opts).unwrap();
-    write_new_model(Preset::Tiny, &dir.path().join("student"), None, 0).unwrap();
+    let config = demo_inputs(dir.path(), 1);
     let server = start_server();
-    let config = RunConfig {
-        teacher_kind: "bm25".into(),
-        student: dir.path().join("student").display().to_string(),
-        train_data: train.display().to_string(),
-        test_data: test.display().to_string(),
-        batch_size: 32,
-        grad_accum: 1,
-        lr: 2e-3,
-        max_length: 64,
-        ..RunConfig::default()
-    };
-    let http = reqwest::blocking::Client::new();
-    let run: serde_json::Value = http
-        .post(format!("{server}/api/v1/runs"))
-        .json(&serde_json::json!({"name": "demo (BM25 teacher, synthetic data)", "config": config, "tags": []}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let id = run["id"].as_i64().unwrap();
+    let api = Client::new(&server);
+    let id = api.launch(&config);
 
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let stop = stop.clone();
-        let opts = WorkerOptions {
-            server: server.clone(),
-            token: String::new(),
-            name: "test-cpu".into(),
-            workdir: dir.path().join("runner"),
-            poll: Duration::from_millis(100),
-            lease_ms: 600_000,
-        };
-        std::thread::spawn(move || work(&opts, &Device::Cpu, &stop))
+        let logs = LogCapture::default();
+        let mut opts = WorkerOptions::new(&server, "test-cpu", &dir.path().join("runner"));
+        opts.poll = Duration::from_millis(100);
+        opts.checkpoint_every = Some(10);
+        opts.logs = Some(logs.clone());
+        std::thread::spawn(move || {
+            let subscriber = tracing_subscriber::registry().with(logs);
+            tracing::subscriber::with_default(subscriber, || work(&opts, &Device::Cpu, &stop))
+        })
     };
-    let start = Instant::now();
-    let status = loop {
-        let run: serde_json::Value = http
-            .get(format!("{server}/api/v1/runs/{id}"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let status = run["status"].as_str().unwrap().to_string();
-        if status == "done" || status == "failed" || start.elapsed() > Duration::from_secs(60) {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = api.wait_final(id, Duration::from_secs(60));
     stop.store(true, Ordering::Relaxed);
     let jobs = worker.join().unwrap().unwrap();
     assert_eq!(status, "done");
     assert_eq!(jobs, 9);
-    let evals: Vec<serde_json::Value> = http
-        .get(format!("{server}/api/v1/runs/{id}/evals"))
-        .send()
+
+    let evals = api.get(&format!("/runs/{id}/evals"));
+    let labels: Vec<&str> = evals
+        .as_array()
         .unwrap()
-        .json()
-        .unwrap();
-    let labels: Vec<&str> = evals.iter().filter_map(|e| e["label"].as_str()).collect();
+        .iter()
+        .filter_map(|e| e["label"].as_str())
+        .collect();
     for label in ["student_before", "student_after", "teacher"] {
         assert!(labels.contains(&label), "{labels:?}");
+    }
+
+    // Every optimizer update of the training is a point of loss, lr and grad_norm.
+    let train = api.stage(id, "train");
+    let n = total_updates(&train);
+    assert!(n >= 10, "{train}");
+    assert!(
+        train["message"].as_str().unwrap().contains("updates"),
+        "{train}"
+    );
+    for name in ["loss", "lr", "grad_norm"] {
+        assert_exact_steps(&api.series_steps(id, name), n);
+    }
+    let eval_after = api.stage(id, "eval_after");
+    assert!(
+        eval_after["message"].as_str().unwrap().contains("pairs"),
+        "{eval_after}"
+    );
+
+    // The training's log lines reached the server, numbered from 0 in order.
+    let lines = api.get(&format!("/runs/{id}/logs?stage=train&tail=50"));
+    let lines = lines.as_array().unwrap();
+    assert!(!lines.is_empty());
+    let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let messages = api.log_messages(id, "train");
+    assert!(
+        messages.iter().any(|m| m.contains("claimed")),
+        "{messages:?}"
+    );
+    assert!(messages.iter().any(|m| m.contains("saved")), "{messages:?}");
+    let all = api.get(&format!("/runs/{id}/logs?tail=5000"));
+    assert!(all.as_array().unwrap().len() > lines.len());
+
+    // Small outputs were uploaded as artifacts.
+    let artifacts = api.get(&format!("/runs/{id}/artifacts"));
+    let kinds: Vec<&str> = artifacts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    for kind in [
+        "scores",
+        "triplets",
+        "summary",
+        "per_query",
+        "train_log",
+        "report",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
 }

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod logs;
 pub mod queue;
 pub mod reports;
 pub mod routes;

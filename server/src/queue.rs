@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use distillery_api::{
-    ClaimRequest, Event, Job, JobState, RegisterRunner, RunConfig, Runner, StageKind, Status,
+    ClaimRequest, Event, Job, JobState, RegisterRunner, ReleaseJob, RunConfig, Runner, StageKind,
+    Status,
 };
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
@@ -217,7 +218,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, run_id, stage_id, kind, attempt FROM jobs \
+            "SELECT id, run_id, stage_id, kind, attempt, attempt - releases FROM jobs \
              WHERE status = 'leased' AND lease_until_ms < $1{}",
             self.for_update(true)
         )))
@@ -231,14 +232,15 @@ impl Store {
             let kind: String = r.try_get(3)?;
             let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
             let attempt: i64 = r.try_get(4)?;
-            if attempt >= MAX_ATTEMPTS {
+            let counted: i64 = r.try_get(5)?;
+            if counted >= MAX_ATTEMPTS {
                 tracing::warn!(
                     job = id,
                     run = run_id,
                     attempt,
                     "lease expired too often; failing the run"
                 );
-                let message = format!("lease expired {attempt} times");
+                let message = format!("lease expired {counted} times");
                 events.extend(fail_run_in(&mut tx, run_id, id, &message, now).await?);
                 continue;
             }
@@ -321,6 +323,45 @@ impl Store {
         self.events().publish(Event::RunStatus {
             run_id,
             status: Status::Cancelled,
+        });
+        Ok(())
+    }
+
+    /// Puts a leased job back in the queue without counting the attempt toward
+    /// [`MAX_ATTEMPTS`] (a runner that stops, e.g. on SIGTERM); the stage keeps its checkpoint,
+    /// or takes the one given. The next claim still gets a new attempt number.
+    pub async fn release_job(&self, job_id: i64, r: &ReleaseJob) -> Result<(), AppError> {
+        let mut tx = self.begin_write().await?;
+        let job = self.check_lease(&mut tx, job_id, &r.lease).await?;
+        let attempt: i64 = sqlx::query(
+            "UPDATE jobs SET status = 'ready', releases = releases + 1, lease = NULL, \
+             lease_until_ms = NULL, runner_id = NULL WHERE id = $1 RETURNING attempt",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "UPDATE stages SET status = 'queued', runner = NULL, \
+             checkpoint = COALESCE($1, checkpoint), message = COALESCE($2, message) WHERE id = $3",
+        )
+        .bind(&r.checkpoint)
+        .bind(&r.message)
+        .bind(job.stage_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            job = job_id,
+            run = job.run_id,
+            "released by its runner; requeued"
+        );
+        self.events().publish(Event::StageStatus {
+            run_id: job.run_id,
+            stage_id: job.stage_id,
+            kind: job.kind,
+            status: Status::Queued,
+            attempt,
         });
         Ok(())
     }

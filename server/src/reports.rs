@@ -50,6 +50,7 @@ impl Store {
             kind: job.kind,
             progress: r.progress,
             message: r.message.clone(),
+            detail: r.detail.clone(),
         });
         Ok(())
     }

@@ -8,6 +8,7 @@ use super::run_results::{Artifacts, Manifest, MetricsSection, QueryExplorer};
 use crate::api::{cancel_run, fetch_run, fetch_series_names, fetch_stages, FetchError};
 use crate::components::chart::SeriesChart;
 use crate::components::live::subscribe;
+use crate::components::log_tail::LogTail;
 
 /// The most recent live events shown in the log tail.
 const LOG_LINES: usize = 30;
@@ -78,6 +79,7 @@ fn RunView(id: i64) -> impl IntoView {
                                 <pre id="event-log">{move || log.get().join("\n")}</pre>
                             </details>
                         </section>
+                        <LogTail id/>
                         <Curves id version=curves/>
                         <MetricsSection id/>
                         <QueryExplorer id/>

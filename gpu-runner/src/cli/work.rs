@@ -1,10 +1,14 @@
 //! `gpu-runner work`: claim and run stage jobs from a Distillery server.
+//!
+//! SIGTERM (or Ctrl-C) stops the worker gracefully: a training stage checkpoints, its job is
+//! released back to the queue, and the process exits 0.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gpu_runner::worker::logs::LogCapture;
 use gpu_runner::worker::{work, WorkerOptions};
 
 /// Arguments of `work`.
@@ -22,29 +26,64 @@ pub struct WorkArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Where run directories are kept.
+    /// Where run directories and the outbox are kept. Runners sharing it resume each other's
+    /// checkpoints.
     #[arg(long, default_value = ".distillery/runner")]
     pub workdir: PathBuf,
-    /// Lease asked for each stage job, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub lease_secs: i64,
+    /// Lease asked for each stage job, in seconds; heartbeats renew it every third of it.
+    #[arg(long, default_value_t = 60.0)]
+    pub lease_secs: f64,
+    /// Checkpoint training every this many optimizer updates (0: never).
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Pause between claims when no job is ready, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub poll_ms: u64,
+}
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_terminate(_signal: libc::c_int) {
+    TERMINATE.store(true, Ordering::SeqCst);
+}
+
+/// Sets `stop` once SIGTERM or SIGINT arrives.
+fn stop_on_signals(stop: &Arc<AtomicBool>) {
+    let handler = on_terminate as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    let stop = stop.clone();
+    std::thread::spawn(move || loop {
+        if TERMINATE.load(Ordering::SeqCst) {
+            tracing::info!("signal received; stopping after a checkpoint");
+            stop.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
 }
 
 /// Runs the worker loop until the process is stopped.
-pub fn run(args: WorkArgs) -> anyhow::Result<()> {
+pub fn run(args: WorkArgs, logs: LogCapture) -> anyhow::Result<()> {
     let device = gpu_runner::device::parse_device(&args.device)?;
     let name = args.name.unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("runner-{}", std::process::id()))
     });
-    let opts = WorkerOptions {
-        server: args.server,
-        token: args.token,
-        name,
-        workdir: args.workdir,
-        poll: Duration::from_millis(500),
-        lease_ms: args.lease_secs * 1000,
-    };
+    anyhow::ensure!(
+        args.lease_secs > 0.0 && args.lease_secs <= 3600.0,
+        "--lease-secs must be in (0, 3600]"
+    );
+    let mut opts = WorkerOptions::new(&args.server, &name, &args.workdir);
+    opts.token = args.token;
+    opts.poll = Duration::from_millis(args.poll_ms);
+    opts.lease_ms = (args.lease_secs * 1000.0).round().max(1.0) as i64;
+    opts.checkpoint_every = (args.checkpoint_every > 0).then_some(args.checkpoint_every);
+    opts.logs = Some(logs);
     let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(&stop);
     let done = work(&opts, &device, &stop)?;
     tracing::info!(jobs = done, "worker stopped");
     Ok(())

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::io::AtomicFile;
+use crate::observe::StageContext;
 use crate::{Error, Result};
 use manifest::{hash_path, stage_key, Manifest, StageRecord};
 
@@ -81,7 +82,17 @@ impl Runner<'_> {
             .cloned()
     }
 
-    /// Runs `work` into a fresh stage directory unless one with the same key exists.
+    /// Whether the run needs stage `kind`: all stages, or `stop_after` and what it depends on.
+    fn needs(&self, kind: StageKind) -> bool {
+        fn reaches(target: StageKind, kind: StageKind) -> bool {
+            target == kind || target.depends_on().iter().any(|&d| reaches(d, kind))
+        }
+        self.stop_after.is_none_or(|target| reaches(target, kind))
+    }
+
+    /// Runs `work` into a fresh stage directory unless one with the same key exists. A stage
+    /// the run does not need (not a dependency of `stop_after`) is only named: its key and
+    /// directory feed later stages' keys.
     fn stage(
         &mut self,
         kind: StageKind,
@@ -92,15 +103,20 @@ impl Runner<'_> {
         let key = stage_key(kind.as_str(), params, inputs);
         let name = format!("{}-{}", kind.as_str(), &key[..16]);
         let dir = self.dir.join("stages").join(&name);
+        if !self.needs(kind) {
+            return Ok((dir, key));
+        }
         let reused = dir.is_dir();
         if !reused {
+            // A leftover temporary directory is kept: it holds what an interrupted attempt
+            // wrote (training checkpoints); every stage's work overwrites its files atomically.
             let tmp = self.dir.join("stages").join(format!(".{name}.tmp"));
-            if tmp.exists() {
-                std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            }
             std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
             tracing::info!(stage = kind.as_str(), "running");
-            work(&tmp).map_err(|e| Error::Other(format!("stage {}: {e}", kind.as_str())))?;
+            work(&tmp).map_err(|e| match e {
+                Error::Stopped(m) => Error::Stopped(format!("stage {}: {m}", kind.as_str())),
+                e => Error::Other(format!("stage {}: {e}", kind.as_str())),
+            })?;
             std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         } else {
             tracing::info!(stage = kind.as_str(), "reused");
@@ -124,12 +140,24 @@ pub fn run(cfg: &RunConfig, rundir: &Path, device: &Device) -> Result<Report> {
 }
 
 /// Runs the stages in dependency order up to and including `stop_after` (all when `None`),
-/// reusing finished ones: what a worker calls for one stage job.
+/// reusing finished ones.
 pub fn run_through(
     cfg: &RunConfig,
     rundir: &Path,
     device: &Device,
     stop_after: Option<StageKind>,
+) -> Result<Outcome> {
+    run_through_with(cfg, rundir, device, stop_after, StageContext::silent())
+}
+
+/// [`run_through`] with an observer and checkpoint settings: what a worker calls for one stage
+/// job.
+pub fn run_through_with(
+    cfg: &RunConfig,
+    rundir: &Path,
+    device: &Device,
+    stop_after: Option<StageKind>,
+    ctx: StageContext<'_>,
 ) -> Result<Outcome> {
     use stages::*;
     std::fs::create_dir_all(rundir.join("stages")).map_err(|e| Error::io(rundir, e))?;
@@ -164,7 +192,7 @@ pub fn run_through(
         StageKind::ScoreTrain,
         &teacher_params,
         &[&teacher_hash, &h_train],
-        |d| score(cfg, train_data, &d.join("scores.jsonl"), device),
+        |d| score(cfg, train_data, &d.join("scores.jsonl"), device, &ctx),
     )?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
@@ -173,7 +201,7 @@ pub fn run_through(
         StageKind::ScoreTest,
         &teacher_params,
         &[&teacher_hash, &h_test],
-        |d| score(cfg, test_data, &d.join("scores.jsonl"), device),
+        |d| score(cfg, test_data, &d.join("scores.jsonl"), device, &ctx),
     )?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
@@ -204,7 +232,14 @@ pub fn run_through(
     }
     let ml = cfg.max_length.to_string();
     let (before, k_before) = r.stage(StageKind::EvalBefore, &ml, &[&h_student, &h_test], |d| {
-        predict(cfg, student, test_data, &d.join("scores.jsonl"), device)?;
+        predict(
+            cfg,
+            student,
+            test_data,
+            &d.join("scores.jsonl"),
+            device,
+            &ctx,
+        )?;
         evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
     })?;
     if let Some(rec) = r.halt() {
@@ -221,6 +256,7 @@ pub fn run_through(
                 &t_test.join("triplets.jsonl"),
                 &d.join("model"),
                 device,
+                &ctx,
             )
         },
     )?;
@@ -229,7 +265,14 @@ pub fn run_through(
     }
     let model = trained.join("model");
     let (after, k_after) = r.stage(StageKind::EvalAfter, &ml, &[&k_train, &h_test], |d| {
-        predict(cfg, &model, test_data, &d.join("scores.jsonl"), device)?;
+        predict(
+            cfg,
+            &model,
+            test_data,
+            &d.join("scores.jsonl"),
+            device,
+            &ctx,
+        )?;
         evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
     })?;
     if let Some(rec) = r.halt() {

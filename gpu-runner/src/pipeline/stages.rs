@@ -4,23 +4,30 @@ use std::path::Path;
 
 use candle_core::Device;
 use distillery_api::RunConfig;
-use indicatif::ProgressBar;
 
 use crate::compare::{compare, CompareOptions, Comparison};
 use crate::data::read_samples;
 use crate::metrics::{evaluate_score_file, write_per_query, MetricOptions, Summary};
+use crate::observe::{with_bar, StageContext};
 use crate::student::predict::{predict_file, PredictConfig};
 use crate::teacher::bm25::{self, Bm25Params};
 use crate::teacher::job::{self, JobOptions};
 use crate::teacher::{self, Batching, Teacher, TeacherOptions};
-use crate::train::{train, TrainConfig};
+use crate::train::{train_observed, TrainConfig, TrainHooks};
 use crate::triplets::{run_triplets, Sampling, TripletOptions};
 use crate::{Error, Result};
 
 /// Scores every pair of `data` with the configured teacher into `out`.
-pub fn score(cfg: &RunConfig, data: &Path, out: &Path, device: &Device) -> Result<()> {
+pub fn score(
+    cfg: &RunConfig,
+    data: &Path,
+    out: &Path,
+    device: &Device,
+    ctx: &StageContext<'_>,
+) -> Result<()> {
     if cfg.teacher_kind == "bm25" {
-        bm25::score_file(data, out, Bm25Params::default())?;
+        let n = bm25::score_file(data, out, Bm25Params::default())? as u64;
+        ctx.observer.progress(n, n, "pairs");
         return Ok(());
     }
     let dtype = teacher::parse_dtype(if device.is_cuda() { "bf16" } else { "f32" })?;
@@ -43,7 +50,9 @@ pub fn score(cfg: &RunConfig, data: &Path, out: &Path, device: &Device) -> Resul
         window: 1024,
         cache: None,
     };
-    job::run(&teacher, &pairs, out, &options, &ProgressBar::hidden())?;
+    with_bar(ctx.observer, pairs.len() as u64, "pairs", |bar| {
+        job::run(&teacher, &pairs, out, &options, bar)
+    })?;
     Ok(())
 }
 
@@ -72,12 +81,18 @@ pub fn predict(
     data: &Path,
     out: &Path,
     device: &Device,
+    ctx: &StageContext<'_>,
 ) -> Result<()> {
     let pc = PredictConfig {
         batch_size: 64,
         max_length: Some(cfg.max_length as usize),
     };
-    predict_file(model, data, out, &pc, device, |_| {})?;
+    let total: u64 = read_samples(data)?.iter().map(|s| s.n_pairs() as u64).sum();
+    let mut done = 0u64;
+    predict_file(model, data, out, &pc, device, |n| {
+        done += n as u64;
+        ctx.observer.progress(done.min(total), total, "pairs");
+    })?;
     Ok(())
 }
 
@@ -88,6 +103,7 @@ pub fn train_student(
     eval: &Path,
     out: &Path,
     device: &Device,
+    ctx: &StageContext<'_>,
 ) -> Result<()> {
     let tc = TrainConfig {
         eval: Some(eval.to_path_buf()),
@@ -102,13 +118,19 @@ pub fn train_student(
         seed: cfg.seed,
         bf16: cfg.bf16,
         progress: false,
+        save_steps: ctx.checkpoint_every,
+        resume: true,
         ..TrainConfig::new(
             cfg.student.clone().into(),
             triplets.to_path_buf(),
             out.to_path_buf(),
         )
     };
-    train(&tc, device)?;
+    let hooks = TrainHooks {
+        observer: ctx.observer,
+        resume_max_step: ctx.resume_max_step,
+    };
+    train_observed(&tc, device, hooks)?;
     Ok(())
 }
 

@@ -40,6 +40,14 @@ pub fn checkpoint_dir(out: &Path, step: usize) -> PathBuf {
 
 /// The checkpoint with the highest step under `out`, if any.
 pub fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
+    latest_checkpoint_upto(out, None)
+}
+
+/// The complete checkpoint with the highest step not above `max_step` (any when `None`).
+pub fn latest_checkpoint_upto(
+    out: &Path,
+    max_step: Option<usize>,
+) -> Result<Option<(usize, PathBuf)>> {
     let Ok(entries) = std::fs::read_dir(out) else {
         return Ok(None);
     };
@@ -55,7 +63,8 @@ pub fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
             continue;
         };
         let complete = entry.path().join(STATE_FILE).is_file();
-        if complete && best.as_ref().is_none_or(|(s, _)| step > *s) {
+        let allowed = max_step.is_none_or(|max| step <= max);
+        if complete && allowed && best.as_ref().is_none_or(|(s, _)| step > *s) {
             best = Some((step, entry.path()));
         }
     }

@@ -28,7 +28,7 @@ use crate::{Error, Result};
 use adamw::{AdamW, AdamWParams};
 use data::Triplet;
 
-pub use run::{train, TrainSummary};
+pub use run::{train, train_observed, TrainHooks, TrainSummary};
 
 /// How the positive and negative pairs of a micro-batch go through the student.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -14,10 +14,11 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::checkpoint::{
-    checkpoint_dir, latest_checkpoint, load_training_state, save_training_state, TrainerState,
+    checkpoint_dir, latest_checkpoint_upto, load_training_state, save_training_state, TrainerState,
 };
 use super::data::{read_triplets, Triplet};
 use super::{Grads, TrainConfig, Trainer};
+use crate::observe::{Observer, Silent};
 use crate::schedule::{micro_batches_per_epoch, updates_per_epoch, LinearSchedule};
 use crate::{Error, Result};
 
@@ -126,8 +127,38 @@ fn save_checkpoint(trainer: &Trainer, cfg: &TrainConfig, state: &TrainerState) -
     Ok(())
 }
 
+/// What a training run reports to, and where it may resume from.
+#[derive(Clone, Copy)]
+pub struct TrainHooks<'a> {
+    /// Gets `loss`, `lr`, `grad_norm` (and `eval_loss`) per update, progress in updates and
+    /// every checkpoint; when it asks to stop, the run checkpoints and returns
+    /// [`Error::Stopped`].
+    pub observer: &'a dyn Observer,
+    /// With `resume`, only checkpoints at or before this update count (0: none).
+    pub resume_max_step: Option<usize>,
+}
+
+impl Default for TrainHooks<'static> {
+    fn default() -> Self {
+        TrainHooks {
+            observer: &Silent,
+            resume_max_step: None,
+        }
+    }
+}
+
 /// Runs `gpu-runner train` on `device`.
 pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
+    train_observed(cfg, device, TrainHooks::default())
+}
+
+/// [`train`], reporting to `hooks.observer` and stopping between updates when it asks.
+pub fn train_observed(
+    cfg: &TrainConfig,
+    device: &Device,
+    hooks: TrainHooks<'_>,
+) -> Result<TrainSummary> {
+    let obs = hooks.observer;
     let triplets = read_triplets(&cfg.train)?;
     let eval = cfg.eval.as_deref().map(read_triplets).transpose()?;
     if triplets.is_empty() {
@@ -149,7 +180,7 @@ pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
 
     let mut start = 0;
     if cfg.resume {
-        if let Some((step, dir)) = latest_checkpoint(&cfg.out)? {
+        if let Some((step, dir)) = latest_checkpoint_upto(&cfg.out, hooks.resume_max_step)? {
             let (moments, state) = load_training_state(&dir)?;
             if state.fingerprint != fingerprint {
                 return Err(Error::Model {
@@ -164,8 +195,8 @@ pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
             start = step;
             tracing::info!("resuming from {} (update {step} of {total})", dir.display());
         } else {
-            tracing::warn!(
-                "--resume: no checkpoint in {}, starting fresh",
+            tracing::info!(
+                "resume: no usable checkpoint in {}, starting fresh",
                 cfg.out.display()
             );
         }
@@ -215,6 +246,7 @@ pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
             examples_per_s: n_examples as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         };
         log_line(&mut log, &cfg.out, &entry)?;
+        report_step(obs, &entry, total);
         bar.set_message(format!("loss {loss:.4}"));
         bar.set_position(step as u64);
         summary.steps_done = step;
@@ -223,6 +255,7 @@ pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
         if let (Some(every), Some(eval)) = (cfg.eval_steps, eval.as_ref()) {
             if every > 0 && step % every == 0 {
                 let eval_loss = trainer.eval_loss(eval, cfg.batch_size)?;
+                obs.metric("eval_loss", step as u64, f64::from(eval_loss));
                 log_line(
                     &mut log,
                     &cfg.out,
@@ -230,7 +263,8 @@ pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
                 )?;
             }
         }
-        let stop = cfg.stop_after == Some(step) && step < total;
+        let asked = obs.should_stop() && step < total;
+        let stop = (cfg.stop_after == Some(step) && step < total) || asked;
         let periodic = cfg
             .save_steps
             .is_some_and(|every| every > 0 && step % every == 0);
@@ -243,14 +277,30 @@ pub fn train(cfg: &TrainConfig, device: &Device) -> Result<TrainSummary> {
                 fingerprint: fingerprint.clone(),
             };
             save_checkpoint(&trainer, cfg, &state)?;
+            obs.checkpoint(step as u64, &checkpoint_dir(&cfg.out, step));
         }
         if stop {
             bar.abandon_with_message(format!("stopped after update {step}"));
+            if asked {
+                return Err(Error::Stopped(format!(
+                    "training stopped after update {step} of {total}; checkpoint saved"
+                )));
+            }
             return Ok(summary);
         }
     }
     bar.finish();
+    obs.progress(total as u64, total as u64, "updates");
     trainer.save_model(&cfg.out)?;
     tracing::info!("final model written to {}", cfg.out.display());
     Ok(summary)
+}
+
+/// Sends one update's series points and the progress in updates to the observer.
+fn report_step(obs: &dyn Observer, entry: &StepLog, total: usize) {
+    let step = entry.step as u64;
+    obs.metric("loss", step, f64::from(entry.loss));
+    obs.metric("lr", step, entry.lr);
+    obs.metric("grad_norm", step, f64::from(entry.grad_norm));
+    obs.progress(step, total as u64, "updates");
 }

@@ -10,6 +10,7 @@ pub use auth::check_new_user;
 mod events;
 mod export;
 mod jobs;
+mod logs;
 mod runners;
 mod runs;
 mod series;
@@ -71,6 +72,9 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}/artifacts", post(jobs::jobs_artifacts))
         .route("/jobs/{id}/complete", post(jobs::jobs_complete))
         .route("/jobs/{id}/fail", post(jobs::jobs_fail))
+        .route("/jobs/{id}/logs", post(logs::jobs_logs))
+        .route("/jobs/{id}/release", post(logs::jobs_release))
+        .route("/runs/{id}/logs", get(logs::logs_tail))
         .route("/auth/me", get(auth::auth_me))
         .route("/auth/logout", post(auth::auth_logout))
         .route("/users", get(auth::users_list).post(auth::users_create))
