@@ -77,3 +77,20 @@ fn copy(from: impl AsRef<Path>, to: impl AsRef<Path>) -> anyhow::Result<()> {
     })?;
     Ok(())
 }
+
+/// `cargo xtask bench-app`: builds the dashboard, then prints its bundle sizes and the time to
+/// first render of the run list with 1,000 runs (the `bench-app` binary of `tests/`).
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    if let Some(a) = args.first() {
+        anyhow::bail!("cargo xtask bench-app takes no arguments (got {a:?})");
+    }
+    setup::run(true)?;
+    build()?;
+    step("measuring the dashboard (bundle size, first render with 1,000 runs)");
+    let root = util::workspace_root()?;
+    exec(
+        util::cargo()
+            .args(["run", "-q", "-p", "distillery-e2e", "--bin", "bench-app"])
+            .env("DISTILLERY_DIST", root.join(DIST)),
+    )
+}

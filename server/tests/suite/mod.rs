@@ -6,3 +6,4 @@ mod events;
 mod export;
 mod queue;
 mod series;
+mod team;
