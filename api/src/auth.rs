@@ -81,3 +81,35 @@ pub struct ShareLink {
     /// Relative URL that opens the run read-only.
     pub url: String,
 }
+
+/// An API token as `GET /api/v1/tokens` lists it: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// `PATCH /api/v1/users/{id}` (admin): changes a user's role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub role: Role,
+}
+
+impl User {
+    /// The caller under `--auth none`: a local admin with id 0 (stored users start at 1).
+    pub fn local() -> User {
+        User {
+            id: 0,
+            name: "local".into(),
+            role: Role::Admin,
+            created_ms: 0,
+        }
+    }
+
+    /// Whether this is [`User::local`], who has no login, tokens or user list.
+    pub fn is_local(&self) -> bool {
+        self.id == 0
+    }
+}

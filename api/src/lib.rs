@@ -15,7 +15,7 @@ pub mod events;
 pub mod queue;
 pub mod stream;
 
-pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, User};
+pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, TokenInfo, User, UserUpdate};
 pub use config::{RunConfig, ValidationError};
 pub use events::{Event, Series, SeriesPoint};
 pub use queue::{

@@ -18,7 +18,12 @@ impl std::fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, FetchError> {
+/// The body of a successful response; a failure becomes a [`FetchError`] with the server's
+/// message, and a 401 also sends the user to the login page.
+pub(crate) async fn read_json<T: DeserializeOwned>(resp: Response) -> Result<T, FetchError> {
+    if resp.status() == 401 {
+        crate::session::login_required();
+    }
     if !resp.ok() {
         let msg = match resp.json::<ApiError>().await {
             Ok(e) => match e.field {

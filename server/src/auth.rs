@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::{Request, State};
-use axum::http::{header, Method};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use distillery_api::{Role, User};
@@ -24,6 +24,8 @@ use crate::AppState;
 
 /// The name of the browser session cookie.
 pub const SESSION_COOKIE: &str = "distillery_session";
+/// The cookie the dashboard sets to carry a share-link token.
+pub const SHARE_COOKIE: &str = "distillery_share";
 /// The header that carries a share-link token (the `share` query parameter also works).
 pub const SHARE_HEADER: &str = "x-distillery-share";
 /// How long a login lasts.
@@ -118,17 +120,22 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The token of a `Cookie` header's session cookie, if any.
-fn session_token(req: &Request) -> Option<String> {
-    req.headers()
+/// The value of the cookie `name` in a request's `Cookie` headers, if any.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == SESSION_COOKIE).then(|| v.to_string())
+            (k == name && !v.is_empty()).then(|| v.to_string())
         })
+}
+
+/// The token of the session cookie, if any.
+fn session_token(req: &Request) -> Option<String> {
+    cookie_value(req.headers(), SESSION_COOKIE)
 }
 
 fn bearer_token(req: &Request) -> Option<String> {
@@ -136,6 +143,8 @@ fn bearer_token(req: &Request) -> Option<String> {
     v.strip_prefix("Bearer ").map(|t| t.trim().to_string())
 }
 
+/// A share-link token from the header, the `share` query parameter or the share cookie (which
+/// the dashboard sets when it opens a share link, so its downloads and event streams carry it).
 fn share_token(req: &Request) -> Option<String> {
     if let Some(v) = req
         .headers()
@@ -144,10 +153,11 @@ fn share_token(req: &Request) -> Option<String> {
     {
         return Some(v.to_string());
     }
-    req.uri()
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("share=").map(str::to_string))
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("share=").map(str::to_string))
+    });
+    from_query.or_else(|| cookie_value(req.headers(), SHARE_COOKIE))
 }
 
 /// The secrets a request presents, strongest first.
@@ -179,7 +189,8 @@ async fn identify(
 /// Requests any authenticated caller may make whatever their role: managing their own login
 /// and tokens.
 fn is_self_service(method: &Method, path: &str) -> bool {
-    *method == Method::POST && (path == "/auth/logout" || path == "/tokens")
+    (*method == Method::POST && (path == "/auth/logout" || path == "/tokens"))
+        || (*method == Method::DELETE && path.starts_with("/tokens/"))
 }
 
 /// Whether a share link for `run_id` may make this request: reads of that run only.

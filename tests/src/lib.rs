@@ -3,7 +3,11 @@
 //!
 //! The browser tests need Debian's `chromium` and `chromium-driver` and the built dashboard;
 //! `cargo xtask test` installs and builds both and sets `DISTILLERY_E2E=1`. Under `CI=true`
-//! a missing piece is a failure, never a skip.
+//! a missing piece is a failure, never a skip. [`fixtures`] seeds runs, [`page`] has the
+//! helpers that wait for, read and fill page elements.
+
+pub mod fixtures;
+pub mod page;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -11,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use distillery_server::{app, AppState, Store};
+use distillery_server::{app_with, AppState, Settings, Store};
 use fantoccini::{Client, ClientBuilder};
 
 /// Whether browser tests should run: under `cargo xtask test` or CI. Otherwise they say why
@@ -53,12 +57,22 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Serves `store` and the dashboard on a free loopback port; returns the base URL.
+/// Serves `store` and the dashboard on a free loopback port under `--auth none`; returns the
+/// base URL.
 pub async fn serve(store: Store) -> anyhow::Result<String> {
-    let dist = dist_dir()?;
+    serve_with(store, Settings::default()).await
+}
+
+/// Like [`serve`] with explicit settings (e.g. `--auth team`).
+pub async fn serve_with(store: Store, settings: Settings) -> anyhow::Result<String> {
+    serve_dist(store, settings, dist_dir()?).await
+}
+
+/// Like [`serve_with`], serving the dashboard from `dist`.
+pub async fn serve_dist(store: Store, settings: Settings, dist: PathBuf) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let router = app(AppState { store }, Some(dist));
+    let router = app_with(AppState { store }, settings, Some(dist));
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

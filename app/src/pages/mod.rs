@@ -6,6 +6,8 @@ pub mod run;
 pub mod run_results;
 pub mod runners;
 pub mod runs;
+pub mod shared;
+pub mod team;
 
 /// Formats epoch milliseconds as `YYYY-MM-DD HH:MM` in UTC.
 pub fn format_ms(ms: i64) -> String {

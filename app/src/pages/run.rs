@@ -145,12 +145,15 @@ fn RunHeader(run: Run, set_version: WriteSignal<u32>) -> impl IntoView {
         <div class="page-head">
             <h1>{format!("Run {} {}", run.id, run.name)}</h1>
             <span class=format!("status status-{}", status.as_str())>{status.as_str()}</span>
-            <div class="actions">
-                <Show when=move || !status.is_final()>
-                    <button id="cancel-btn" on:click=move |_| { cancel.dispatch(()); }>"Cancel"</button>
-                </Show>
-                <a class="button" id="rerun-btn" href=format!("/new?from={id}")>"Re-run"</a>
-            </div>
+            <Show when=crate::session::can_edit()>
+                <div class="actions">
+                    <Show when=move || !status.is_final()>
+                        <button id="cancel-btn" on:click=move |_| { cancel.dispatch(()); }>"Cancel"</button>
+                    </Show>
+                    <a class="button" id="rerun-btn" href=format!("/new?from={id}")>"Re-run"</a>
+                    <super::shared::ShareButton id/>
+                </div>
+            </Show>
         </div>
         <p class="muted">{format!("Tags: {}", if run.tags.is_empty() { "none".into() } else { run.tags.join(", ") })}
             {format!(" · created {}", super::format_ms(run.created_ms))}</p>

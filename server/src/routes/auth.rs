@@ -4,11 +4,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use distillery_api::{Login, NewToken, NewUser, Role, Secret, ShareLink, User};
+use distillery_api::{
+    Login, NewToken, NewUser, Role, Secret, ShareLink, TokenInfo, User, UserUpdate,
+};
 
 use super::{ApiJson, ApiPath};
 use crate::auth::{
-    hash_password, hash_secret, new_secret, verify_password, Caller, SESSION_COOKIE, SESSION_MS,
+    cookie_value, hash_password, hash_secret, new_secret, verify_password, Caller, SESSION_COOKIE,
+    SESSION_MS,
 };
 use crate::error::AppError;
 use crate::store::{now_ms, SecretKind, SecretOwner};
@@ -51,17 +54,7 @@ pub async fn auth_logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            kv.trim()
-                .strip_prefix(&format!("{SESSION_COOKIE}="))
-                .map(str::to_string)
-        });
-    if let Some(token) = token {
+    if let Some(token) = cookie_value(&headers, SESSION_COOKIE) {
         state.store.delete_secret(&hash_secret(&token)).await?;
     }
     let clear = format!("{SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
@@ -72,12 +65,7 @@ pub async fn auth_logout(
 pub async fn auth_me(Extension(caller): Extension<Caller>) -> Result<Json<User>, AppError> {
     match caller {
         Caller::User(u) => Ok(Json(u)),
-        Caller::Local => Ok(Json(User {
-            id: 0,
-            name: "local".into(),
-            role: Role::Admin,
-            created_ms: 0,
-        })),
+        Caller::Local => Ok(Json(User::local())),
         Caller::Share { .. } => Err(AppError::Forbidden("a share link has no user".into())),
     }
 }
@@ -103,6 +91,17 @@ pub async fn users_create(
     ))
 }
 
+/// Changes a user's role (admin); the last admin can't be demoted.
+pub async fn users_update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(update): ApiJson<UserUpdate>,
+) -> Result<Json<User>, AppError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.store.set_user_role(id, update.role).await?))
+}
+
 /// The rules for user names and passwords.
 pub fn check_new_user(name: &str, password: &str) -> Result<(), AppError> {
     if name.trim().is_empty() || name.len() > 64 {
@@ -120,11 +119,7 @@ pub async fn tokens_create(
     Extension(caller): Extension<Caller>,
     ApiJson(new): ApiJson<NewToken>,
 ) -> Result<Json<Secret>, AppError> {
-    let Caller::User(user) = caller else {
-        return Err(AppError::Forbidden(
-            "only a logged-in user can create tokens".into(),
-        ));
-    };
+    let user = token_owner(caller)?;
     let token = new_secret();
     let id = state
         .store
@@ -137,6 +132,36 @@ pub async fn tokens_create(
         )
         .await?;
     Ok(Json(Secret { id, token }))
+}
+
+/// The calling user: tokens belong to users, not to `--auth none` or share links.
+fn token_owner(caller: Caller) -> Result<User, AppError> {
+    match caller {
+        Caller::User(user) => Ok(user),
+        _ => Err(AppError::Forbidden(
+            "only a logged-in user has API tokens".into(),
+        )),
+    }
+}
+
+/// The calling user's API tokens (names and dates; the secrets are shown only at creation).
+pub async fn tokens_list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<TokenInfo>>, AppError> {
+    let user = token_owner(caller)?;
+    Ok(Json(state.store.list_tokens(user.id).await?))
+}
+
+/// Revokes one of the calling user's API tokens.
+pub async fn tokens_revoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, AppError> {
+    let user = token_owner(caller)?;
+    state.store.revoke_token(user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Creates a read-only link to one run.
@@ -158,7 +183,7 @@ pub async fn share_create(
         .await?;
     Ok(Json(ShareLink {
         run_id: id,
-        url: format!("/runs/{id}?share={token}"),
+        url: format!("/share/{id}?share={token}"),
         token,
     }))
 }

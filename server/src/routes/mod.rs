@@ -19,7 +19,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use distillery_api::{Experiment, Health, NewExperiment};
 use serde::de::DeserializeOwned;
@@ -78,7 +78,9 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/auth/me", get(auth::auth_me))
         .route("/auth/logout", post(auth::auth_logout))
         .route("/users", get(auth::users_list).post(auth::users_create))
-        .route("/tokens", post(auth::tokens_create))
+        .route("/users/{id}", patch(auth::users_update))
+        .route("/tokens", get(auth::tokens_list).post(auth::tokens_create))
+        .route("/tokens/{id}", delete(auth::tokens_revoke))
         .route_layer(middleware::from_fn_with_state(
             state,
             crate::auth::authorize,

@@ -1,6 +1,6 @@
 //! Users and secrets (session cookies, API tokens, share links), stored hashed.
 
-use distillery_api::{Role, User};
+use distillery_api::{Role, TokenInfo, User};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -143,6 +143,72 @@ impl Store {
             role: Role::parse(&role).ok_or_else(|| corrupt("user role", &role))?,
             created_ms: r.try_get(4)?,
         })))
+    }
+
+    /// Changes a user's role; refuses to demote the last admin (409).
+    pub async fn set_user_role(&self, id: i64, role: Role) -> Result<User, AppError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT id, name, role, created_ms FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("user {id}")))?;
+        let mut user = user_from_row(&row)?;
+        if user.role == Role::Admin && role != Role::Admin {
+            let admins: i64 = sqlx::query("SELECT COUNT(*) FROM users WHERE role = $1")
+                .bind(Role::Admin.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if admins <= 1 {
+                return Err(AppError::Conflict(format!(
+                    "{} is the last admin; make another admin first",
+                    user.name
+                )));
+            }
+        }
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        user.role = role;
+        Ok(user)
+    }
+
+    /// A user's API tokens, oldest first (names and dates only; secrets are never readable).
+    pub async fn list_tokens(&self, user_id: i64) -> Result<Vec<TokenInfo>, AppError> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_ms FROM secrets WHERE kind = $1 AND user_id = $2 ORDER BY id",
+        )
+        .bind(SecretKind::Api.as_str())
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    created_ms: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes one of a user's API tokens; 404 when the user has no such token.
+    pub async fn revoke_token(&self, user_id: i64, id: i64) -> Result<(), AppError> {
+        let done = sqlx::query("DELETE FROM secrets WHERE id = $1 AND kind = $2 AND user_id = $3")
+            .bind(id)
+            .bind(SecretKind::Api.as_str())
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(AppError::NotFound(format!("token {id}")));
+        }
+        Ok(())
     }
 
     /// Forgets a secret (logout).

@@ -11,7 +11,7 @@ use crate::both_backends;
 use crate::common::{send_with, team_router, VALID_CONFIG};
 
 /// Logs in and returns the `Cookie` header value.
-async fn login(r: &Router, name: &str, password: &str) -> String {
+pub(crate) async fn login(r: &Router, name: &str, password: &str) -> String {
     let body = json!({"name": name, "password": password}).to_string();
     let (status, user, headers) =
         send_with(r, "POST", "/api/v1/auth/login", Some(&body), &[]).await;
@@ -23,7 +23,7 @@ async fn login(r: &Router, name: &str, password: &str) -> String {
     cookie.split(';').next().unwrap().to_string()
 }
 
-async fn add_user(store: &Store, name: &str, role: Role) {
+pub(crate) async fn add_user(store: &Store, name: &str, role: Role) {
     let hash = hash_password("password123").unwrap();
     store.create_user(name, &hash, role).await.unwrap();
 }

@@ -7,3 +7,4 @@ mod export;
 mod queue;
 mod series;
 mod stream;
+mod team;
