@@ -169,18 +169,19 @@ async fn launch_from_the_form_watch_it_finish_and_compare() -> anyhow::Result<()
     assert_eq!(done.len(), 9, "every stage done");
     browser.screenshot("run-live-done").await?;
 
-    // (b) The loss chart, when the runner streamed a loss curve, is drawn.
+    // (b) The runner streamed a loss curve while training, and the chart draws it.
     let names = fetch_json(c, &format!("/api/v1/runs/{first}/series/names")).await?;
-    if names
-        .as_array()
-        .is_some_and(|n| n.iter().any(|n| n == "loss"))
-    {
-        wait_css(c, "#chart-loss canvas").await?;
-        assert!(
-            painted_pixels(c, "#chart-loss").await? > 500,
-            "blank loss chart"
-        );
-    }
+    assert!(
+        names
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n == "loss")),
+        "no loss series streamed: {names}"
+    );
+    wait_css(c, "#chart-loss canvas").await?;
+    assert!(
+        painted_pixels(c, "#chart-loss").await? > 500,
+        "blank loss chart"
+    );
     // (c) and (d): the metric table and its CSV hold the API's numbers.
     metric_table_matches_api(c, first).await?;
     metrics_csv_matches_api(c, first).await?;
