@@ -7,6 +7,7 @@ pub mod artifacts;
 mod auth;
 
 pub use auth::check_new_user;
+mod compare;
 mod events;
 mod export;
 mod jobs;
@@ -43,7 +44,8 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/runs/{id}/cancel", post(runs::runs_cancel))
         .route("/runs/{id}/stages", get(runs::stages_list))
         .route("/runs/{id}/evals", get(runs::evals_list))
-        .route("/runs/{id}/queries", get(runs::queries_list))
+        .route("/runs/{id}/queries", get(compare::queries_list))
+        .route("/runs/{id}/queries/{query_id}", get(compare::queries_read))
         .route("/runs/{id}/metrics", get(runs::metric_table))
         .route("/runs/{id}/artifacts", get(artifacts::artifacts_list))
         .route(
@@ -68,6 +70,8 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::jobs_read))
         .route("/jobs/{id}/progress", post(jobs::jobs_progress))
         .route("/jobs/{id}/metrics", post(jobs::jobs_metrics))
+        .route("/jobs/{id}/queries", post(compare::jobs_queries))
+        .route("/jobs/{id}/comparison", post(compare::jobs_comparison))
         .route("/jobs/{id}/artifacts", post(jobs::jobs_artifacts))
         .route("/jobs/{id}/complete", post(jobs::jobs_complete))
         .route("/jobs/{id}/fail", post(jobs::jobs_fail))

@@ -4,5 +4,8 @@ mod auth;
 mod cli;
 mod events;
 mod export;
+mod queries;
 mod queue;
+mod run_list;
+mod runners;
 mod series;
