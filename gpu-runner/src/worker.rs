@@ -14,7 +14,7 @@ use candle_core::Device;
 use distillery_api::queue::{
     ClaimRequest, CompleteJob, EvalResult, FailJob, Job, RegisterRunner, Runner,
 };
-use distillery_api::StageKind;
+use distillery_api::{ComparisonReport, QueryDetailBatch, StageKind};
 use serde::Serialize;
 
 use crate::pipeline::{run_through, Outcome};
@@ -147,6 +147,22 @@ fn run_job(api: &Api, opts: &WorkerOptions, job: &Job, device: &Device) -> Resul
         Some(label) => vec![eval_result(label, &job.config, &dir)?],
         None => Vec::new(),
     };
+    if let Outcome::Done(report) = &outcome {
+        let details = crate::pipeline::query_detail::read(&report.query_detail)?;
+        for queries in crate::pipeline::query_detail::batches(&details, 4 << 20) {
+            let batch = QueryDetailBatch {
+                lease: job.lease.clone(),
+                queries: queries.to_vec(),
+            };
+            api.post(&format!("/jobs/{}/queries", job.id), &batch)?;
+        }
+        let metrics = report.metric_comparisons()?;
+        let comparison = ComparisonReport {
+            lease: job.lease.clone(),
+            metrics,
+        };
+        api.post(&format!("/jobs/{}/comparison", job.id), &comparison)?;
+    }
     let complete = CompleteJob {
         lease: job.lease.clone(),
         skipped: reused,

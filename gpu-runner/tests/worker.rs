@@ -100,4 +100,19 @@ fn worker_takes_a_bm25_demo_run_to_done() {
     for label in ["student_before", "student_after", "teacher"] {
         assert!(labels.contains(&label), "{labels:?}");
     }
+    // The compare stage's per-query detail and paired comparison reached the server.
+    let get = |path: &str| -> serde_json::Value {
+        let url = format!("{server}/api/v1/runs/{id}{path}");
+        http.get(url).send().unwrap().json().unwrap()
+    };
+    let page = get("/queries?order=delta_asc&limit=5");
+    assert_eq!(page["total"], 20, "{page}");
+    let first = &page["items"][0];
+    assert_eq!(first["has_detail"], true, "{first}");
+    let detail = get(&format!("/queries/{}", first["query_id"].as_str().unwrap()));
+    let docs = detail["n_positive"].as_u64().unwrap() + detail["n_negative"].as_u64().unwrap();
+    let top = detail["top_after"].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(top, docs.min(10), "{detail}");
+    let rows = get("/metrics");
+    assert!(rows[0]["p_value"].as_f64().is_some(), "{rows}");
 }

@@ -294,7 +294,7 @@ async fn run_page_shows_curves_metrics_csv_and_compare() -> anyhow::Result<()> {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("metric,before,after,teacher,abs_change,rel_change,ci_low,ci_high")
+        Some("metric,before,after,teacher,abs_change,rel_change,ci_low,ci_high,delta_ci_low,delta_ci_high,p_value")
     );
     let map: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     assert_eq!(map[0], "map");

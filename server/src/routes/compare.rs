@@ -35,12 +35,7 @@ pub async fn queries_list(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<Page<QueryDiff>>, AppError> {
-    if !(1..=1000).contains(&p.limit) {
-        return Err(AppError::bad("limit", "must be between 1 and 1000"));
-    }
-    if p.offset < 0 {
-        return Err(AppError::bad("offset", "must not be negative"));
-    }
+    super::check_page(p.limit, p.offset)?;
     let descending = match p.order.as_deref() {
         None | Some("delta_desc") => true,
         Some("delta_asc") => false,

@@ -162,6 +162,17 @@ fn query_rejection(rejection: QueryRejection) -> AppError {
     }
 }
 
+/// Checks a list's `limit` (1 to 1000) and `offset` (not negative).
+fn check_page(limit: i64, offset: i64) -> Result<(), AppError> {
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad("limit", "must be between 1 and 1000"));
+    }
+    if offset < 0 {
+        return Err(AppError::bad("offset", "must not be negative"));
+    }
+    Ok(())
+}
+
 async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),

@@ -121,12 +121,7 @@ pub async fn runs_list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Run>>, AppError> {
-    if !(1..=1000).contains(&p.limit) {
-        return Err(AppError::bad("limit", "must be between 1 and 1000"));
-    }
-    if p.offset < 0 {
-        return Err(AppError::bad("offset", "must not be negative"));
-    }
+    super::check_page(p.limit, p.offset)?;
     let (sort, descending) = p.order()?;
     let (items, total) = state
         .store
