@@ -175,7 +175,7 @@ pub async fn measure(store: &Store, plan: &BenchPlan) -> Result<Vec<Timing>, App
         .await?,
         time_endpoint(
             &router,
-            "GET /runs?teacher=…&map_min=…&map_delta_min=…&sort=map_delta",
+            "GET /runs?teacher=…&ranges…&sort=map_delta",
             n,
             |i| {
                 format!(
