@@ -119,6 +119,25 @@ async fn seed_results(store: &Store) {
         query("student_before", "q2", 0.8),
         query("student_after", "q2", 0.6),
     ];
+    let d: distillery_api::QueryDetail = serde_json::from_value(serde_json::json!({
+        "query_id": "q1", "query": "what is q1?", "n_positive": 1, "n_negative": 1,
+        "before": {"ap": 0.5, "rr": 0.5, "ndcg": 0.5}, "after": {"ap": 0.9, "rr": 0.9, "ndcg": 0.9},
+        "teacher": {"ap": 1.0, "rr": 1.0, "ndcg": 1.0},
+        "passages": [
+            {"text": "q1 answer passage", "relevant": true, "teacher": 4.0, "before": 0.1, "after": 2.0, "rank_before": 2, "rank_after": 1},
+            {"text": "noise passage", "relevant": false, "teacher": -3.0, "before": 0.5, "after": -1.0, "rank_before": 1, "rank_after": 2}
+        ],
+        "top_before": [1, 0], "top_after": [0, 1]})).unwrap();
+    store
+        .report_query_details(
+            job.id,
+            &distillery_api::QueryDetailBatch {
+                lease: job.lease.clone(),
+                queries: vec![d],
+            },
+        )
+        .await
+        .expect("details");
     store
         .complete_job(
             job.id,
@@ -304,6 +323,21 @@ async fn run_page_shows_curves_metrics_csv_and_compare() -> anyhow::Result<()> {
     // Most improved query first; the regressed one first after toggling.
     let first = wait_css(c, "#queries-table tbody tr").await?.text().await?;
     assert!(first.contains("what is q1?"), "{first}");
+    c.find(Locator::Css("#queries-table button.expand"))
+        .await?
+        .click()
+        .await?;
+    let after = wait_css(c, "table.top-after tbody tr")
+        .await?
+        .text()
+        .await?;
+    assert!(after.contains("q1 answer passage"), "{after}");
+    c.execute(
+        "document.querySelector('#queries-table').scrollIntoView()",
+        vec![],
+    )
+    .await?;
+    browser.screenshot("query-detail").await?;
     browser.screenshot("run-results").await?;
 
     // Select both runs on the list and compare them.

@@ -12,12 +12,13 @@ pub fn Pager(
     total: i64,
     noun: &'static str,
 ) -> impl IntoView {
+    let at_end = move || offset.get() + page_size >= total;
     view! {
         <div class="pager">
             <button disabled=move || offset.get() == 0
                 on:click=move |_| set_offset.run((offset.get() - page_size).max(0))>"Previous"</button>
             <span>{move || format!("{}–{} of {total} {noun}", offset.get() + 1, (offset.get() + page_size).min(total))}</span>
-            <button disabled=move || offset.get() + page_size >= total
+            <button disabled=at_end
                 on:click=move |_| set_offset.run(offset.get() + page_size)>"Next"</button>
         </div>
     }
