@@ -12,17 +12,24 @@ use serde::{Deserialize, Serialize};
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod queries;
 pub mod queue;
 pub mod stream;
+pub mod runner_status;
 
 pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, TokenInfo, User, UserUpdate};
 pub use config::{RunConfig, ValidationError};
 pub use events::{Event, Series, SeriesPoint};
+pub use queries::{
+    ComparisonReport, MetricComparison, PassageDetail, QueryDetail, QueryDetailAck,
+    QueryDetailBatch, QueryDiff, QueryScores,
+};
 pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
     MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
 };
 pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
+pub use runner_status::{RunnerJob, RunnerStatus};
 
 /// The version prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/api/v1";
@@ -187,6 +194,9 @@ pub struct Run {
     /// The student's scores after training, once evaluated.
     #[serde(default)]
     pub metrics: Option<KeyMetrics>,
+    /// The student's scores before training, once evaluated.
+    #[serde(default)]
+    pub before: Option<KeyMetrics>,
 }
 
 /// The headline numbers of a run: the trained student's MAP, MRR@k and NDCG@k.
@@ -251,6 +261,14 @@ pub struct MetricRow {
     /// Confidence interval of `after` as reported, if any.
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    /// Paired bootstrap 95 % confidence interval of `abs_change`, from the compare stage.
+    #[serde(default)]
+    pub delta_ci_low: Option<f64>,
+    #[serde(default)]
+    pub delta_ci_high: Option<f64>,
+    /// Two-sided paired randomization-test p-value of the change, from the compare stage.
+    #[serde(default)]
+    pub p_value: Option<f64>,
 }
 
 /// A page of a listing plus the total count, for server-side pagination.

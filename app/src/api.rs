@@ -1,7 +1,7 @@
 //! Plain async fetchers over the server's REST API; DTOs come from `distillery-api`.
 
 use distillery_api::{
-    ApiError, Artifact, MetricRow, Page, QueryResult, Run, Runner, Series, Stage,
+    ApiError, Artifact, MetricRow, Page, QueryDetail, QueryDiff, Run, RunnerStatus, Series, Stage,
 };
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
@@ -65,6 +65,8 @@ pub struct RunQuery {
     pub student: String,
     pub dataset: String,
     pub tag: String,
+    /// Metric bounds by query key (`map_min`, `ndcg_delta_max`, …), as typed.
+    pub bounds: std::collections::BTreeMap<String, String>,
     pub sort: String,
     pub ascending: bool,
 }
@@ -72,10 +74,18 @@ pub struct RunQuery {
 impl RunQuery {
     /// The query string (without `?`), skipping empty filters.
     pub fn to_query(&self) -> String {
-        let mut parts = vec![
-            format!("limit={}", self.limit),
-            format!("offset={}", self.offset),
-        ];
+        format!(
+            "limit={}&offset={}&{}",
+            self.limit,
+            self.offset,
+            self.filter_query()
+        )
+    }
+
+    /// The filters and order without the page: what the runs CSV export takes.
+    pub fn filter_query(&self) -> String {
+        let mut parts = Vec::new();
+        let bounds = self.bounds.iter().map(|(k, v)| (k.as_str(), v));
         for (key, value) in [
             ("status", &self.status),
             ("teacher", &self.teacher),
@@ -83,7 +93,10 @@ impl RunQuery {
             ("dataset", &self.dataset),
             ("tag", &self.tag),
             ("sort", &self.sort),
-        ] {
+        ]
+        .into_iter()
+        .chain(bounds)
+        {
             if !value.trim().is_empty() {
                 let enc: String = js_sys::encode_uri_component(value.trim()).into();
                 parts.push(format!("{key}={enc}"));
@@ -113,8 +126,33 @@ pub async fn fetch_metrics(id: i64) -> Result<Vec<MetricRow>, FetchError> {
     get_json(&format!("/api/v1/runs/{id}/metrics")).await
 }
 
-pub async fn fetch_queries(id: i64) -> Result<Vec<QueryResult>, FetchError> {
-    get_json(&format!("/api/v1/runs/{id}/queries")).await
+/// Order and page of a run's per-query list (`/runs/{id}/queries`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryOrder {
+    /// Most regressed first instead of most improved.
+    pub regressed_first: bool,
+    /// `ndcg`, `ap` or `rr`.
+    pub metric: String,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub async fn fetch_query_diffs(id: i64, o: QueryOrder) -> Result<Page<QueryDiff>, FetchError> {
+    let order = if o.regressed_first {
+        "delta_asc"
+    } else {
+        "delta_desc"
+    };
+    get_json(&format!(
+        "/api/v1/runs/{id}/queries?order={order}&metric={}&limit={}&offset={}",
+        o.metric, o.limit, o.offset
+    ))
+    .await
+}
+
+pub async fn fetch_query_detail(id: i64, query_id: String) -> Result<QueryDetail, FetchError> {
+    let enc: String = js_sys::encode_uri_component(&query_id).into();
+    get_json(&format!("/api/v1/runs/{id}/queries/{enc}")).await
 }
 
 pub async fn fetch_artifacts(id: i64) -> Result<Vec<Artifact>, FetchError> {
@@ -133,7 +171,7 @@ pub async fn fetch_series(id: i64, name: &str) -> Result<Series, FetchError> {
     .await
 }
 
-pub async fn fetch_runners() -> Result<Vec<Runner>, FetchError> {
+pub async fn fetch_runners() -> Result<Vec<RunnerStatus>, FetchError> {
     get_json("/api/v1/runners").await
 }
 

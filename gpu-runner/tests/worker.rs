@@ -101,4 +101,19 @@ fn worker_takes_a_bm25_demo_run_to_done_and_streams_it() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
+
+    // The compare stage's per-query detail and paired comparison reached the server.
+    let page = api.get(&format!("/runs/{id}/queries?order=delta_asc&limit=5"));
+    assert_eq!(page["total"], 20, "{page}");
+    let first = &page["items"][0];
+    assert_eq!(first["has_detail"], true, "{first}");
+    let detail = api.get(&format!(
+        "/runs/{id}/queries/{}",
+        first["query_id"].as_str().unwrap()
+    ));
+    let docs = detail["n_positive"].as_u64().unwrap() + detail["n_negative"].as_u64().unwrap();
+    let top = detail["top_after"].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(top, docs.min(10), "{detail}");
+    let rows = api.get(&format!("/runs/{id}/metrics"));
+    assert!(rows[0]["p_value"].as_f64().is_some(), "{rows}");
 }

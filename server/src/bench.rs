@@ -75,12 +75,15 @@ pub async fn seed(store: &Store, plan: &BenchPlan) -> Result<(), AppError> {
             .await?
             .try_get(0)?;
         let score = 0.3 + ((i * 7919) % 1000) as f64 * 0.0003;
+        let gain = ((i * 104_729) % 200) as f64 * 0.001 - 0.05;
         sqlx::query(
-            "UPDATE runs SET status = 'done', metric_map = $1, metric_mrr = $2, metric_ndcg = $3 WHERE id = $4",
+            "UPDATE runs SET status = 'done', metric_map = $1, metric_mrr = $2, metric_ndcg = $3, \
+             before_map = $1 - $4, before_mrr = $2 - $4, before_ndcg = $3 - $4 WHERE id = $5",
         )
         .bind(score)
         .bind(score + 0.05)
         .bind(score + 0.02)
+        .bind(gain)
         .bind(run.id)
         .execute(store.pool())
         .await?;
@@ -139,8 +142,8 @@ async fn time_endpoint(
     })
 }
 
-/// Times the run list (sorted by a key metric, filtered by tag, paginated) and the series
-/// endpoint on a seeded store.
+/// Times the run list (sorted by a key metric, filtered by tag, filtered by substring and metric
+/// ranges sorted by a change, paginated) and the series endpoint on a seeded store.
 pub async fn measure(store: &Store, plan: &BenchPlan) -> Result<Vec<Timing>, AppError> {
     let router = app(
         AppState {
@@ -169,6 +172,19 @@ pub async fn measure(store: &Store, plan: &BenchPlan) -> Result<Vec<Timing>, App
         time_endpoint(&router, "GET /runs?tag=…&sort=created", n, |i| {
             format!("/api/v1/runs?limit=50&tag=group-{}", i % 10)
         })
+        .await?,
+        time_endpoint(
+            &router,
+            "GET /runs?teacher=…&ranges…&sort=map_delta",
+            n,
+            |i| {
+                format!(
+                    "/api/v1/runs?limit=50&teacher=QWEN3&map_min={}&map_delta_min=0.0{}&sort=map_delta",
+                    0.3 + (i % 5) as f64 * 0.01,
+                    i % 10
+                )
+            },
+        )
         .await?,
     ];
     out.push(

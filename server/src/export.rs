@@ -4,7 +4,7 @@
 //! `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so a spreadsheet never
 //! runs it as a formula. Plain numbers such as `-0.5` are left alone.
 
-use distillery_api::{EvalResult, MetricRow, QueryResult, Run};
+use distillery_api::{EvalResult, MetricComparison, MetricRow, QueryResult, Run};
 
 /// One CSV cell, Excel-safe and quoted as needed.
 pub fn cell(raw: &str) -> String {
@@ -41,7 +41,8 @@ fn opt(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
-/// The runs table: identity, status, timestamps, tags, key metrics and every config field.
+/// The runs table: identity, status, timestamps, tags, key metrics after and before training,
+/// and every config field.
 pub fn runs_csv(runs: &[Run]) -> String {
     let config_fields: Vec<&str> = distillery_api::RunConfig::default()
         .fields()
@@ -59,6 +60,9 @@ pub fn runs_csv(runs: &[Run]) -> String {
         "map",
         "mrr",
         "ndcg",
+        "map_before",
+        "mrr_before",
+        "ndcg_before",
     ];
     header.extend(&config_fields);
     let rows = runs.iter().map(|r| {
@@ -73,6 +77,9 @@ pub fn runs_csv(runs: &[Run]) -> String {
             opt(r.metrics.map(|m| m.map)),
             opt(r.metrics.map(|m| m.mrr)),
             opt(r.metrics.map(|m| m.ndcg)),
+            opt(r.before.map(|m| m.map)),
+            opt(r.before.map(|m| m.mrr)),
+            opt(r.before.map(|m| m.ndcg)),
         ];
         row.extend(r.config.fields().into_iter().map(|(_, v)| v));
         row
@@ -119,9 +126,28 @@ pub fn metric_rows(evals: &[EvalResult]) -> Vec<MetricRow> {
                 rel_change,
                 ci_low: bound(0),
                 ci_high: bound(1),
+                delta_ci_low: None,
+                delta_ci_high: None,
+                p_value: None,
             }
         })
         .collect()
+}
+
+/// Fills each row's CI of the change and p-value from the compare stage's comparison of the
+/// same metric.
+pub fn with_comparisons(
+    mut rows: Vec<MetricRow>,
+    comparisons: &[MetricComparison],
+) -> Vec<MetricRow> {
+    for row in &mut rows {
+        if let Some(c) = comparisons.iter().find(|c| c.metric == row.metric) {
+            row.delta_ci_low = Some(c.ci_low);
+            row.delta_ci_high = Some(c.ci_high);
+            row.p_value = Some(c.p_value);
+        }
+    }
+    rows
 }
 
 pub fn metrics_csv(rows: &[MetricRow]) -> String {
@@ -134,6 +160,9 @@ pub fn metrics_csv(rows: &[MetricRow]) -> String {
         "rel_change",
         "ci_low",
         "ci_high",
+        "delta_ci_low",
+        "delta_ci_high",
+        "p_value",
     ];
     csv(
         &header,
@@ -147,6 +176,9 @@ pub fn metrics_csv(rows: &[MetricRow]) -> String {
                 opt(r.rel_change),
                 opt(r.ci_low),
                 opt(r.ci_high),
+                opt(r.delta_ci_low),
+                opt(r.delta_ci_high),
+                opt(r.p_value),
             ]
         }),
     )
@@ -250,5 +282,17 @@ mod tests {
             (Some(0.5), Some(0.7), Some(0.8))
         );
         assert_eq!(rows[1].ci_low, None);
+        let c = |metric: &str, p: f64| MetricComparison {
+            metric: metric.into(),
+            ci_low: 0.1,
+            ci_high: 0.3,
+            p_value: p,
+        };
+        let rows = with_comparisons(rows, &[c("ndcg@10", 0.01), c("ndcg@5", 0.9)]);
+        assert_eq!(
+            (rows[2].delta_ci_low, rows[2].delta_ci_high, rows[2].p_value),
+            (Some(0.1), Some(0.3), Some(0.01))
+        );
+        assert_eq!(rows[0].p_value, None, "no comparison of map");
     }
 }

@@ -6,13 +6,13 @@ use std::path::{Component, Path};
 
 use distillery_api::{
     ArtifactReport, CompleteJob, Event, FailJob, MetricBatch, MetricBatchAck, ProgressReport,
-    SeriesPoint, StageKind, Status, KEY_EVAL_LABEL,
+    SeriesPoint, StageKind, Status,
 };
 use sqlx::{AnyConnection, Row};
 
 use crate::error::AppError;
 use crate::queue::fail_run_in;
-use crate::store::{corrupt, now_ms, to_json, Store};
+use crate::store::{corrupt, denormalize_eval, now_ms, to_json, upsert_query_result, Store};
 
 /// Metric points inserted per statement (6 parameters each).
 const METRIC_CHUNK: usize = 500;
@@ -335,33 +335,10 @@ async fn store_evals(
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        if e.label == KEY_EVAL_LABEL {
-            sqlx::query(
-                "UPDATE runs SET metric_map = $1, metric_mrr = $2, metric_ndcg = $3 WHERE id = $4",
-            )
-            .bind(e.map)
-            .bind(e.mrr)
-            .bind(e.ndcg)
-            .bind(run_id)
-            .execute(&mut *conn)
-            .await?;
-        }
+        denormalize_eval(conn, run_id, e).await?;
     }
     for q in &c.queries {
-        sqlx::query(
-            "INSERT INTO query_results (run_id, label, query_id, query, ap, rr, ndcg) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (run_id, label, query_id) DO UPDATE SET query = excluded.query, ap = excluded.ap, \
-             rr = excluded.rr, ndcg = excluded.ndcg",
-        )
-        .bind(run_id)
-        .bind(&q.label)
-        .bind(&q.query_id)
-        .bind(&q.query)
-        .bind(q.ap)
-        .bind(q.rr)
-        .bind(q.ndcg)
-        .execute(&mut *conn)
-        .await?;
+        upsert_query_result(conn, run_id, q).await?;
     }
     Ok(())
 }

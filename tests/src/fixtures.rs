@@ -116,6 +116,26 @@ pub async fn seed_results(store: &Store) {
         query("student_before", "q2", 0.8),
         query("student_after", "q2", 0.6),
     ];
+    let d: distillery_api::QueryDetail = serde_json::from_value(serde_json::json!({
+        "query_id": "q1", "query": "what is q1?", "n_positive": 1, "n_negative": 1,
+        "before": {"ap": 0.5, "rr": 0.5, "ndcg": 0.5}, "after": {"ap": 0.9, "rr": 0.9, "ndcg": 0.9},
+        "teacher": {"ap": 1.0, "rr": 1.0, "ndcg": 1.0},
+        "passages": [
+            {"text": "q1 answer passage", "relevant": true, "teacher": 4.0, "before": 0.1, "after": 2.0, "rank_before": 2, "rank_after": 1},
+            {"text": "noise passage", "relevant": false, "teacher": -3.0, "before": 0.5, "after": -1.0, "rank_before": 1, "rank_after": 2}
+        ],
+        "top_before": [1, 0], "top_after": [0, 1]}))
+    .expect("detail json");
+    store
+        .report_query_details(
+            job.id,
+            &distillery_api::QueryDetailBatch {
+                lease: job.lease.clone(),
+                queries: vec![d],
+            },
+        )
+        .await
+        .expect("details");
     store
         .complete_job(
             job.id,

@@ -114,7 +114,7 @@ async fn run_page_shows_curves_metrics_csv_and_compare() -> anyhow::Result<()> {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("metric,before,after,teacher,abs_change,rel_change,ci_low,ci_high")
+        Some("metric,before,after,teacher,abs_change,rel_change,ci_low,ci_high,delta_ci_low,delta_ci_high,p_value")
     );
     let map: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     assert_eq!(map[0], "map");
@@ -124,6 +124,21 @@ async fn run_page_shows_curves_metrics_csv_and_compare() -> anyhow::Result<()> {
     // Most improved query first; the regressed one first after toggling.
     let first = wait_css(c, "#queries-table tbody tr").await?.text().await?;
     assert!(first.contains("what is q1?"), "{first}");
+    c.find(Locator::Css("#queries-table button.expand"))
+        .await?
+        .click()
+        .await?;
+    let after = wait_css(c, "table.top-after tbody tr")
+        .await?
+        .text()
+        .await?;
+    assert!(after.contains("q1 answer passage"), "{after}");
+    c.execute(
+        "document.querySelector('#queries-table').scrollIntoView()",
+        vec![],
+    )
+    .await?;
+    browser.screenshot("query-detail").await?;
     browser.screenshot("run-results").await?;
 
     // Select both runs on the list and compare them.

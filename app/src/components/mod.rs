@@ -3,3 +3,4 @@
 pub mod chart;
 pub mod live;
 pub mod log_tail;
+pub mod pager;

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod new_run;
+pub mod query_explorer;
 pub mod run;
 pub mod run_results;
 pub mod runners;

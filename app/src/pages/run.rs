@@ -4,7 +4,8 @@ use distillery_api::{Event, Run, Stage};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::run_results::{Artifacts, Manifest, MetricsSection, QueryExplorer};
+use super::query_explorer::QueryExplorer;
+use super::run_results::{Artifacts, Manifest, MetricsSection};
 use crate::api::{cancel_run, fetch_run, fetch_series_names, fetch_stages, FetchError};
 use crate::components::chart::SeriesChart;
 use crate::components::live::subscribe;

@@ -1,24 +1,22 @@
-//! Results of a run: metric table and bar chart, per-query explorer, artifacts, manifest.
+//! Results of a run: metric table and bar chart, artifacts, manifest.
 
 use charming::component::{Axis, Legend};
 use charming::element::{AxisType, Tooltip, Trigger};
 use charming::series::Bar;
 use charming::Chart;
-use distillery_api::{MetricRow, QueryResult};
+use distillery_api::MetricRow;
 use leptos::prelude::*;
 
 use super::runs::metric_cell;
-use crate::api::{fetch_artifacts, fetch_metrics, fetch_queries};
+use crate::api::{fetch_artifacts, fetch_metrics};
 use crate::components::chart::draw_when_ready;
-
-/// Rows shown in the per-query explorer.
-const QUERY_ROWS: usize = 25;
 
 fn pct(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{:+.2}%", v * 100.0))
 }
 
-/// The metric table (before, after, change, 95% CI, teacher) with its CSV and a bar chart.
+/// The metric table (before, after, change, 95% CI, teacher, p-value) with its CSV and a bar
+/// chart.
 #[component]
 pub fn MetricsSection(id: i64) -> impl IntoView {
     let rows = LocalResource::new(move || fetch_metrics(id));
@@ -45,13 +43,17 @@ fn MetricTable(rows: Vec<MetricRow>) -> impl IntoView {
         <table id="metrics-table" class="data metrics">
             <thead><tr>
                 <th>"Metric"</th><th>"Before"</th><th>"After"</th><th>"Δ abs"</th><th>"Δ rel"</th>
-                <th>"95% CI (after)"</th><th>"Teacher (upper bound)"</th>
+                <th title="Paired bootstrap 95% CI of the change when the compare stage ran, else the CI of after as reported">"95% CI"</th>
+                <th>"Teacher (upper bound)"</th>
+                <th title="Two-sided paired randomization test of the change">"p-value"</th>
             </tr></thead>
             <tbody>{rows.into_iter().map(|r| {
-                let ci = match (r.ci_low, r.ci_high) {
-                    (Some(lo), Some(hi)) => format!("[{lo:.4}, {hi:.4}]"),
+                let ci = match (r.delta_ci_low, r.delta_ci_high, r.ci_low, r.ci_high) {
+                    (Some(lo), Some(hi), _, _) => format!("Δ [{lo:+.4}, {hi:+.4}]"),
+                    (_, _, Some(lo), Some(hi)) => format!("after [{lo:.4}, {hi:.4}]"),
                     _ => "–".into(),
                 };
+                let p_value = r.p_value.map_or_else(|| "–".into(), |p| format!("{p:.4}"));
                 let class = match r.abs_change { Some(d) if d > 0.0 => "num up", Some(d) if d < 0.0 => "num down", _ => "num" };
                 view! {
                     <tr data-metric=r.metric.clone()>
@@ -62,6 +64,7 @@ fn MetricTable(rows: Vec<MetricRow>) -> impl IntoView {
                         <td class=class>{pct(r.rel_change)}</td>
                         <td class="num">{ci}</td>
                         <td class="num">{metric_cell(r.teacher)}</td>
+                        <td class="num">{p_value}</td>
                     </tr>
                 }
             }).collect_view()}</tbody>
@@ -88,93 +91,6 @@ fn MetricBars(rows: Vec<MetricRow>) -> impl IntoView {
     view! {
         <div id="chart-metric-bars" class="chart" style="width:600px;height:300px"></div>
         {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
-    }
-}
-
-/// One query's score before and after training.
-#[derive(Debug, Clone, PartialEq)]
-struct QueryDiff {
-    query_id: String,
-    query: String,
-    before: QueryResult,
-    after: QueryResult,
-}
-
-impl QueryDiff {
-    fn delta(&self) -> f64 {
-        self.after.ndcg - self.before.ndcg
-    }
-}
-
-fn query_diffs(results: Vec<QueryResult>) -> Vec<QueryDiff> {
-    let before: Vec<&QueryResult> = results
-        .iter()
-        .filter(|q| q.label == "student_before")
-        .collect();
-    let mut diffs: Vec<QueryDiff> = results
-        .iter()
-        .filter(|q| q.label == "student_after")
-        .filter_map(|after| {
-            let b = before.iter().find(|b| b.query_id == after.query_id)?;
-            let query = if after.query.is_empty() {
-                b.query.clone()
-            } else {
-                after.query.clone()
-            };
-            Some(QueryDiff {
-                query_id: after.query_id.clone(),
-                query,
-                before: (*b).clone(),
-                after: after.clone(),
-            })
-        })
-        .collect();
-    diffs.sort_by(|a, b| b.delta().total_cmp(&a.delta()));
-    diffs
-}
-
-/// Queries sorted by the change in nDCG, most improved or most regressed first.
-#[component]
-pub fn QueryExplorer(id: i64) -> impl IntoView {
-    let results = LocalResource::new(move || fetch_queries(id));
-    let regressed = RwSignal::new(false);
-    view! {
-        <section>
-            <div class="page-head">
-                <h2>"Per-query changes"</h2>
-                <div class="actions" role="group" aria-label="Order">
-                    <button aria-pressed=move || (!regressed.get()).to_string() on:click=move |_| regressed.set(false)>"Most improved"</button>
-                    <button aria-pressed=move || regressed.get().to_string() on:click=move |_| regressed.set(true)>"Most regressed"</button>
-                    <a class="button" href=format!("/api/v1/runs/{id}/export/queries.csv") download=format!("run-{id}-queries.csv")>"Download CSV"</a>
-                </div>
-            </div>
-            {move || results.get().map(|r| match r {
-                Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
-                Ok(results) => {
-                    let mut diffs = query_diffs(results);
-                    if diffs.is_empty() {
-                        return view! { <p class="empty">"No per-query results yet."</p> }.into_any();
-                    }
-                    if regressed.get() { diffs.reverse(); }
-                    view! {
-                        <table id="queries-table" class="data">
-                            <thead><tr><th>"Query"</th><th>"nDCG before"</th><th>"nDCG after"</th><th>"Δ"</th>
-                                <th>"AP before → after"</th><th>"RR before → after"</th></tr></thead>
-                            <tbody>{diffs.into_iter().take(QUERY_ROWS).map(|d| view! {
-                                <tr>
-                                    <td title=d.query_id.clone()>{if d.query.is_empty() { d.query_id.clone() } else { d.query.clone() }}</td>
-                                    <td class="num">{format!("{:.4}", d.before.ndcg)}</td>
-                                    <td class="num">{format!("{:.4}", d.after.ndcg)}</td>
-                                    <td class={if d.delta() >= 0.0 { "num up" } else { "num down" }}>{format!("{:+.4}", d.delta())}</td>
-                                    <td class="num">{format!("{:.3} → {:.3}", d.before.ap, d.after.ap)}</td>
-                                    <td class="num">{format!("{:.3} → {:.3}", d.before.rr, d.after.rr)}</td>
-                                </tr>
-                            }).collect_view()}</tbody>
-                        </table>
-                    }.into_any()
-                }
-            })}
-        </section>
     }
 }
 

@@ -1,10 +1,12 @@
-//! The runs table: server-side filters, sort and pagination, row selection for Compare.
+//! The runs table: server-side filters (status, teacher, student, dataset, tags, metric and
+//! change ranges), sort and pagination, Δ columns, row selection for Compare, filtered CSV.
 
-use distillery_api::Run;
+use distillery_api::{KeyMetrics, Run};
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::{fetch_runs, RunQuery};
+use crate::components::pager::Pager;
 
 const PAGE_SIZE: i64 = 50;
 const STATUSES: [&str; 6] = [
@@ -43,7 +45,8 @@ pub fn RunsPage() -> impl IntoView {
                         title="Select 2 to 20 runs" on:click=compare>
                         {move || format!("Compare ({})", selected.get().len())}
                     </button>
-                    <a class="button" href="/api/v1/export/runs.csv" download="runs.csv">"Download CSV"</a>
+                    <a class="button" id="runs-csv" download="runs.csv" title="Every run matching the filters, in this order"
+                        href=move || format!("/api/v1/export/runs.csv?{}", query.with(RunQuery::filter_query))>"Download CSV"</a>
                 </div>
             </div>
             <Filters query/>
@@ -56,7 +59,9 @@ pub fn RunsPage() -> impl IntoView {
                         }.into_any(),
                         Ok(page) => view! {
                             <RunsTable runs=page.items query selected/>
-                            <Pager query total=page.total/>
+                            <Pager offset=Signal::derive(move || query.with(|q| q.offset))
+                                set_offset=Callback::new(move |o| query.update(|q| q.offset = o))
+                                page_size=PAGE_SIZE total=page.total noun="runs"/>
                         }.into_any(),
                     }
                 })}
@@ -98,8 +103,51 @@ fn Filters(query: RwSignal<RunQuery>) -> impl IntoView {
             {text_filter(query, "Teacher", |q| &mut q.teacher)}
             {text_filter(query, "Student", |q| &mut q.student)}
             {text_filter(query, "Dataset", |q| &mut q.dataset)}
-            {text_filter(query, "Tag", |q| &mut q.tag)}
+            {text_filter(query, "Tags", |q| &mut q.tag)}
+            <details class="metric-ranges">
+                <summary>"Metric ranges"</summary>
+                <table class="ranges">
+                    <thead><tr><th>"Metric"</th><th>"Min"</th><th>"Max"</th></tr></thead>
+                    <tbody>{RANGE_METRICS.map(|(key, label)| view! {
+                        <tr><th scope="row">{label}</th>
+                            <td>{bound_input(query, key, "min", label)}</td>
+                            <td>{bound_input(query, key, "max", label)}</td></tr>
+                    }).collect_view()}</tbody>
+                </table>
+            </details>
         </form>
+    }
+}
+
+/// The key metrics and changes the list filters on: (query key, label).
+const RANGE_METRICS: [(&str, &str); 6] = [
+    ("map", "MAP"),
+    ("mrr", "MRR@k"),
+    ("ndcg", "NDCG@k"),
+    ("map_delta", "Δ MAP"),
+    ("mrr_delta", "Δ MRR@k"),
+    ("ndcg_delta", "Δ NDCG@k"),
+];
+
+fn bound_input(
+    query: RwSignal<RunQuery>,
+    key: &'static str,
+    end: &'static str,
+    label: &'static str,
+) -> impl IntoView {
+    let param = format!("{key}_{end}");
+    let id = format!("filter-{param}");
+    view! {
+        <input type="number" step="any" class="bound" id=id
+            aria-label=format!("{label} {end}")
+            on:change=move |ev| {
+                let value = event_target_value(&ev);
+                let param = param.clone();
+                query.update(|q| {
+                    if value.trim().is_empty() { q.bounds.remove(&param); } else { q.bounds.insert(param, value); }
+                    q.offset = 0;
+                });
+            }/>
     }
 }
 
@@ -140,26 +188,15 @@ fn RunsTable(
                 {sort_header(query, "status", "Status")}
                 <th>"Teacher"</th><th>"Student"</th><th>"Dataset"</th><th>"Tags"</th>
                 {sort_header(query, "map", "MAP")}
+                {sort_header(query, "map_delta", "Δ MAP")}
                 {sort_header(query, "mrr", "MRR")}
+                {sort_header(query, "mrr_delta", "Δ MRR")}
                 {sort_header(query, "ndcg", "NDCG")}
+                {sort_header(query, "ndcg_delta", "Δ NDCG")}
                 <th>"Created"</th>
             </tr></thead>
             <tbody>{runs.into_iter().map(|run| run_row(run, selected)).collect_view()}</tbody>
         </table>
-    }
-}
-
-#[component]
-fn Pager(query: RwSignal<RunQuery>, total: i64) -> impl IntoView {
-    let offset = move || query.with(|q| q.offset);
-    view! {
-        <div class="pager">
-            <button disabled=move || offset() == 0
-                on:click=move |_| query.update(|q| q.offset = (q.offset - PAGE_SIZE).max(0))>"Previous"</button>
-            <span>{move || format!("{}–{} of {}", offset() + 1, (offset() + PAGE_SIZE).min(total), total)}</span>
-            <button disabled=move || offset() + PAGE_SIZE >= total
-                on:click=move |_| query.update(|q| q.offset += PAGE_SIZE)>"Next"</button>
-        </div>
     }
 }
 
@@ -177,7 +214,21 @@ fn run_row(run: Run, selected: RwSignal<Vec<i64>>) -> impl IntoView {
     } else {
         run.name.clone()
     };
-    let metrics = run.metrics;
+    let (metrics, before) = (run.metrics, run.before);
+    let delta = move |f: fn(&KeyMetrics) -> f64| {
+        let d = metrics.zip(before).map(|(a, b)| f(&a) - f(&b));
+        let class = match d {
+            Some(d) if d > 0.0 => "num up",
+            Some(d) if d < 0.0 => "num down",
+            _ => "num",
+        };
+        view! { <td class=class>{d.map_or_else(|| "–".into(), |d| format!("{d:+.4}"))}</td> }
+    };
+    let teacher = if run.config.teacher_kind == "bm25" {
+        "bm25".to_string()
+    } else {
+        run.config.teacher.clone()
+    };
     view! {
         <tr class:selected=move || selected.with(|s| s.contains(&id))>
             <td><input type="checkbox" aria-label=format!("select {name}")
@@ -189,13 +240,16 @@ fn run_row(run: Run, selected: RwSignal<Vec<i64>>) -> impl IntoView {
             <td><a href=href.clone()>{id}</a></td>
             <td><a href=href>{name.clone()}</a></td>
             <td><span class=format!("status status-{status}")>{status}</span></td>
-            <td>{run.config.teacher_kind.clone()}</td>
+            <td class="path">{teacher}</td>
             <td class="path">{run.config.student.clone()}</td>
             <td class="path">{run.config.train_data.clone()}</td>
             <td>{run.tags.join(", ")}</td>
             <td class="num">{metric_cell(metrics.map(|m| m.map))}</td>
+            {delta(|m| m.map)}
             <td class="num">{metric_cell(metrics.map(|m| m.mrr))}</td>
+            {delta(|m| m.mrr)}
             <td class="num">{metric_cell(metrics.map(|m| m.ndcg))}</td>
+            {delta(|m| m.ndcg)}
             <td>{super::format_ms(run.created_ms)}</td>
         </tr>
     }

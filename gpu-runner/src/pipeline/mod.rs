@@ -7,6 +7,7 @@
 //! (before/after/teacher metrics and the paired comparison).
 
 pub mod manifest;
+pub mod query_detail;
 pub mod stages;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,16 @@ pub struct Report {
     pub teacher: Value,
     /// Paired before/after changes with bootstrap CIs ([`crate::compare::Comparison`]).
     pub compare: Value,
+    /// The per-query detail file ([`query_detail`]).
+    pub query_detail: PathBuf,
+}
+
+impl Report {
+    /// The comparison's CI of the change and p-value per metric, as the server takes them.
+    pub fn metric_comparisons(&self) -> Result<Vec<distillery_api::MetricComparison>> {
+        serde_json::from_value(self.compare["metrics"].clone())
+            .map_err(|e| Error::Other(format!("compare.json: metrics: {e}")))
+    }
 }
 
 /// Writes a value as pretty JSON, atomically.
@@ -287,15 +298,14 @@ pub fn run_through_with(
     let (cmp, _) = r.stage(
         StageKind::Compare,
         &cfg.seed.to_string(),
-        &[&k_before, &k_after],
+        &[&k_before, &k_after, &k_s_test],
         |d| {
-            let c = compare_scores(
-                cfg,
-                test_data,
-                &before.join("scores.jsonl"),
-                &after.join("scores.jsonl"),
-            )?;
-            write_json(&d.join("compare.json"), &c)
+            let inputs = CompareInputs {
+                teacher: &s_test.join("scores.jsonl"),
+                before: &before.join("scores.jsonl"),
+                after: &after.join("scores.jsonl"),
+            };
+            compare_scores(cfg, test_data, &inputs, d).map(drop)
         },
     )?;
 
@@ -304,6 +314,7 @@ pub fn run_through_with(
         after: read_json(&after.join("summary.json"))?,
         teacher: read_json(&teacher_eval.join("summary.json"))?,
         compare: read_json(&cmp.join("compare.json"))?,
+        query_detail: cmp.join(query_detail::FILE_NAME),
     };
     write_json(&rundir.join("report.json"), &report)?;
     let manifest = Manifest {

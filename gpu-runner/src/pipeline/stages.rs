@@ -7,8 +7,10 @@ use distillery_api::RunConfig;
 
 use crate::compare::{compare, CompareOptions, Comparison};
 use crate::data::read_samples;
-use crate::metrics::{evaluate_score_file, write_per_query, MetricOptions, Summary};
+use crate::metrics::{self, evaluate_score_file, write_per_query, MetricOptions, Summary};
 use crate::observe::{with_bar, StageContext};
+use crate::pipeline::query_detail;
+use crate::scores::read_scores_per_sample;
 use crate::student::predict::{predict_file, PredictConfig};
 use crate::teacher::bm25::{self, Bm25Params};
 use crate::teacher::job::{self, JobOptions};
@@ -151,24 +153,42 @@ pub fn evaluate(cfg: &RunConfig, data: &Path, scores: &Path, dir: &Path) -> Resu
     Ok(evaluation.summary)
 }
 
-/// Paired before/after comparison of two score files on `data`.
+/// The score files the compare stage reads, all on the test data.
+pub struct CompareInputs<'a> {
+    pub teacher: &'a Path,
+    pub before: &'a Path,
+    pub after: &'a Path,
+}
+
+/// Paired before/after comparison of the student's score files on `data` (`compare.json`) and
+/// the per-query detail for the dashboard ([`query_detail::FILE_NAME`]), both into `dir`.
 pub fn compare_scores(
     cfg: &RunConfig,
     data: &Path,
-    before: &Path,
-    after: &Path,
+    inputs: &CompareInputs,
+    dir: &Path,
 ) -> Result<Comparison> {
     let samples = read_samples(data)?;
     let opts = metric_options(cfg);
-    let b = evaluate_score_file(&samples, before, &opts)?;
-    let a = evaluate_score_file(&samples, after, &opts)?;
-    compare(
-        &b,
-        &a,
+    let teacher = read_scores_per_sample(&samples, inputs.teacher)?;
+    let before = read_scores_per_sample(&samples, inputs.before)?;
+    let after = read_scores_per_sample(&samples, inputs.after)?;
+    let comparison = compare(
+        &metrics::evaluate(&samples, &before, &opts)?,
+        &metrics::evaluate(&samples, &after, &opts)?,
         &CompareOptions {
             resamples: 2000,
             seed: cfg.seed,
             at_k: opts.at_k,
         },
-    )
+    )?;
+    crate::pipeline::write_json(&dir.join("compare.json"), &comparison)?;
+    let scores = query_detail::ModelScores {
+        teacher: &teacher,
+        before: &before,
+        after: &after,
+    };
+    let details = query_detail::build(&samples, &scores, &opts)?;
+    query_detail::write(&dir.join(query_detail::FILE_NAME), &details)?;
+    Ok(comparison)
 }

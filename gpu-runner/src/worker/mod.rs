@@ -29,6 +29,7 @@ use distillery_api::{ReleaseJob, StageKind};
 
 use crate::observe::StageContext;
 use crate::pipeline::{run_through_with, Outcome};
+use distillery_api::{ComparisonReport, QueryDetailBatch};
 use crate::{Error, Result};
 use logs::LogCapture;
 use reporter::JobReporter;
@@ -263,6 +264,21 @@ fn run_job(
     reporter.finish_logs();
     if reporter.lost() {
         return Ok(JobEnd::Dropped);
+    }
+    if let Outcome::Done(report) = &outcome {
+        let details = crate::pipeline::query_detail::read(&report.query_detail)?;
+        for queries in crate::pipeline::query_detail::batches(&details, 4 << 20) {
+            let batch = QueryDetailBatch {
+                lease: job.lease.clone(),
+                queries: queries.to_vec(),
+            };
+            transport.report(&format!("/jobs/{}/queries", job.id), &batch)?;
+        }
+        let comparison = ComparisonReport {
+            lease: job.lease.clone(),
+            metrics: report.metric_comparisons()?,
+        };
+        transport.report(&format!("/jobs/{}/comparison", job.id), &comparison)?;
     }
     let complete = CompleteJob {
         lease: job.lease.clone(),

@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::ApiPath;
+use super::runs::ListParams;
+use super::{ApiPath, ApiQuery};
 use crate::error::AppError;
 use crate::export;
-use crate::store::{RunFilter, RunSort};
 use crate::AppState;
 
 fn csv_response(filename: &str, body: String) -> Response {
@@ -24,19 +24,19 @@ fn csv_response(filename: &str, body: String) -> Response {
         .into_response()
 }
 
-/// Every run, newest first.
-pub async fn export_runs(State(state): State<AppState>) -> Result<Response, AppError> {
+/// Every run matching the run list's filters, in its order (newest first by default); `limit`
+/// and `offset` are ignored.
+pub async fn export_runs(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response, AppError> {
+    let filter = p.filter()?;
+    let (sort, descending) = p.order()?;
     let mut runs = Vec::new();
     loop {
         let (page, total) = state
             .store
-            .list_runs(
-                &RunFilter::default(),
-                RunSort::Created,
-                true,
-                1000,
-                runs.len() as i64,
-            )
+            .list_runs(&filter, sort, descending, 1000, runs.len() as i64)
             .await?;
         let done = page.is_empty();
         runs.extend(page);
@@ -52,7 +52,7 @@ pub async fn export_metrics(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     state.store.get_run(id).await?;
-    let rows = export::metric_rows(&state.store.list_evals(id).await?);
+    let rows = state.store.metric_rows(id).await?;
     Ok(csv_response(
         &format!("run-{id}-metrics.csv"),
         export::metrics_csv(&rows),

@@ -7,6 +7,7 @@ pub mod artifacts;
 mod auth;
 
 pub use auth::check_new_user;
+mod compare;
 mod events;
 mod export;
 mod jobs;
@@ -44,7 +45,8 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/runs/{id}/cancel", post(runs::runs_cancel))
         .route("/runs/{id}/stages", get(runs::stages_list))
         .route("/runs/{id}/evals", get(runs::evals_list))
-        .route("/runs/{id}/queries", get(runs::queries_list))
+        .route("/runs/{id}/queries", get(compare::queries_list))
+        .route("/runs/{id}/queries/{query_id}", get(compare::queries_read))
         .route("/runs/{id}/metrics", get(runs::metric_table))
         .route("/runs/{id}/artifacts", get(artifacts::artifacts_list))
         .route(
@@ -69,6 +71,8 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::jobs_read))
         .route("/jobs/{id}/progress", post(jobs::jobs_progress))
         .route("/jobs/{id}/metrics", post(jobs::jobs_metrics))
+        .route("/jobs/{id}/queries", post(compare::jobs_queries))
+        .route("/jobs/{id}/comparison", post(compare::jobs_comparison))
         .route("/jobs/{id}/artifacts", post(jobs::jobs_artifacts))
         .route("/jobs/{id}/complete", post(jobs::jobs_complete))
         .route("/jobs/{id}/fail", post(jobs::jobs_fail))
@@ -162,6 +166,17 @@ fn query_rejection(rejection: QueryRejection) -> AppError {
         status: axum::http::StatusCode::BAD_REQUEST,
         message: rejection.body_text(),
     }
+}
+
+/// Checks a list's `limit` (1 to 1000) and `offset` (not negative).
+fn check_page(limit: i64, offset: i64) -> Result<(), AppError> {
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad("limit", "must be between 1 and 1000"));
+    }
+    if offset < 0 {
+        return Err(AppError::bad("offset", "must not be negative"));
+    }
+    Ok(())
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {

@@ -4,14 +4,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use distillery_api::{ClaimRequest, RegisterRunner, Runner};
+use distillery_api::{ClaimRequest, RegisterRunner, Runner, RunnerStatus};
 
 use super::{ApiJson, ApiPath};
 use crate::error::AppError;
 use crate::AppState;
 
-pub async fn runners_list(State(state): State<AppState>) -> Result<Json<Vec<Runner>>, AppError> {
-    Ok(Json(state.store.list_runners().await?))
+/// Every runner with its current job.
+pub async fn runners_list(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<RunnerStatus>>, AppError> {
+    Ok(Json(state.store.runner_statuses().await?))
 }
 
 pub async fn runners_register(

@@ -2,28 +2,42 @@
 
 use axum::extract::State;
 use axum::Json;
-use distillery_api::{EvalResult, MetricRow, NewRun, Page, QueryResult, Run, Stage, Status};
+use distillery_api::{EvalResult, MetricRow, NewRun, Page, Run, Stage, Status};
 use serde::Deserialize;
 
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::error::AppError;
-use crate::store::{RunFilter, RunSort};
+use crate::store::{RunFilter, RunMetric, RunSort};
 use crate::AppState;
 
-/// Query string of `GET /runs`.
+/// Query string of `GET /runs` and `GET /export/runs.csv`.
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
     #[serde(default = "default_limit")]
-    limit: i64,
+    pub limit: i64,
     #[serde(default)]
-    offset: i64,
+    pub offset: i64,
     status: Option<String>,
+    /// One tag, or several separated by commas (a run must carry all).
     tag: Option<String>,
     teacher: Option<String>,
     student: Option<String>,
     dataset: Option<String>,
     experiment_id: Option<i64>,
-    /// `created` (default), `name`, `status`, `map`, `mrr` or `ndcg`.
+    map_min: Option<f64>,
+    map_max: Option<f64>,
+    mrr_min: Option<f64>,
+    mrr_max: Option<f64>,
+    ndcg_min: Option<f64>,
+    ndcg_max: Option<f64>,
+    map_delta_min: Option<f64>,
+    map_delta_max: Option<f64>,
+    mrr_delta_min: Option<f64>,
+    mrr_delta_max: Option<f64>,
+    ndcg_delta_min: Option<f64>,
+    ndcg_delta_max: Option<f64>,
+    /// `created` (default), `name`, `status`, `map`, `mrr`, `ndcg`, `map_delta`, `mrr_delta`
+    /// or `ndcg_delta`.
     sort: Option<String>,
     /// `desc` (default) or `asc`.
     order: Option<String>,
@@ -34,8 +48,8 @@ fn default_limit() -> i64 {
 }
 
 impl ListParams {
-    fn filter(&self) -> Result<RunFilter, AppError> {
-        let status = match &self.status {
+    pub fn filter(&self) -> Result<RunFilter, AppError> {
+        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => Some(Status::parse(s).ok_or_else(|| {
                 AppError::bad(
                     "status",
@@ -44,21 +58,54 @@ impl ListParams {
             })?),
             None => None,
         };
+        let bounds = [
+            (RunMetric::Map, self.map_min, self.map_max),
+            (RunMetric::Mrr, self.mrr_min, self.mrr_max),
+            (RunMetric::Ndcg, self.ndcg_min, self.ndcg_max),
+            (RunMetric::MapDelta, self.map_delta_min, self.map_delta_max),
+            (RunMetric::MrrDelta, self.mrr_delta_min, self.mrr_delta_max),
+            (
+                RunMetric::NdcgDelta,
+                self.ndcg_delta_min,
+                self.ndcg_delta_max,
+            ),
+        ];
+        let mut ranges = Vec::new();
+        for (metric, min, max) in bounds {
+            if [min, max].iter().flatten().any(|v| !v.is_finite()) {
+                let field = format!("{}_min", metric.name());
+                return Err(AppError::bad(&field, "bounds must be finite numbers"));
+            }
+            if min.is_some() || max.is_some() {
+                ranges.push((metric, min, max));
+            }
+        }
         Ok(RunFilter {
             status,
-            tag: self.tag.clone(),
+            tags: self
+                .tag
+                .iter()
+                .flat_map(|t| t.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
             teacher: self.teacher.clone(),
             student: self.student.clone(),
             dataset: self.dataset.clone(),
             experiment_id: self.experiment_id,
+            ranges,
         })
     }
 
-    fn order(&self) -> Result<(RunSort, bool), AppError> {
+    pub fn order(&self) -> Result<(RunSort, bool), AppError> {
         let sort = match self.sort.as_deref() {
             None => RunSort::Created,
             Some(s) => RunSort::parse(s).ok_or_else(|| {
-                AppError::bad("sort", "must be created, name, status, map, mrr or ndcg")
+                AppError::bad(
+                    "sort",
+                    "must be created, name, status, map, mrr, ndcg, map_delta, mrr_delta or ndcg_delta",
+                )
             })?,
         };
         let descending = match self.order.as_deref() {
@@ -74,12 +121,7 @@ pub async fn runs_list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Run>>, AppError> {
-    if !(1..=1000).contains(&p.limit) {
-        return Err(AppError::bad("limit", "must be between 1 and 1000"));
-    }
-    if p.offset < 0 {
-        return Err(AppError::bad("offset", "must not be negative"));
-    }
+    super::check_page(p.limit, p.offset)?;
     let (sort, descending) = p.order()?;
     let (items, total) = state
         .store
@@ -155,21 +197,11 @@ pub async fn evals_list(
     Ok(Json(state.store.list_evals(id).await?))
 }
 
-pub async fn queries_list(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Vec<QueryResult>>, AppError> {
-    state.store.get_run(id).await?;
-    Ok(Json(state.store.list_query_results(id).await?))
-}
-
 /// The before/after/teacher metric table with absolute and relative changes.
 pub async fn metric_table(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<MetricRow>>, AppError> {
     state.store.get_run(id).await?;
-    Ok(Json(crate::export::metric_rows(
-        &state.store.list_evals(id).await?,
-    )))
+    Ok(Json(state.store.metric_rows(id).await?))
 }

@@ -13,13 +13,19 @@ use crate::error::AppError;
 use crate::events::Events;
 
 mod auth;
+mod compare;
 mod experiments;
 mod results;
+mod run_filter;
+mod runner_status;
 mod runs;
 
 pub use auth::{SecretKind, SecretOwner};
+pub(crate) use compare::upsert_query_result;
+pub use compare::QueryMetric;
 pub use results::ArtifactContent;
-pub use runs::{RunFilter, RunSort};
+pub use run_filter::{RunFilter, RunMetric, RunSort};
+pub(crate) use runs::denormalize_eval;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

@@ -1,62 +1,19 @@
 //! Runs and their stages: create (expanding into stage jobs), read, list with filters, delete.
 
-use distillery_api::{Event, KeyMetrics, NewRun, Run, RunConfig, Stage, StageKind, Status};
+use distillery_api::{
+    EvalResult, Event, KeyMetrics, NewRun, Run, RunConfig, Stage, StageKind, Status, KEY_EVAL_LABEL,
+};
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use super::run_filter::{order_by, RunFilter, RunSort};
 
 use super::{corrupt, now_ms, to_json, Store};
 use crate::error::AppError;
 
-/// Filters of the run list; `None` matches everything.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter {
-    pub status: Option<Status>,
-    pub tag: Option<String>,
-    pub teacher: Option<String>,
-    pub student: Option<String>,
-    /// Matches the run's training data path.
-    pub dataset: Option<String>,
-    pub experiment_id: Option<i64>,
-}
-
-/// Sort orders of the run list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunSort {
-    Created,
-    Name,
-    Status,
-    Map,
-    Mrr,
-    Ndcg,
-}
-
-impl RunSort {
-    pub fn parse(s: &str) -> Option<RunSort> {
-        Some(match s {
-            "created" => RunSort::Created,
-            "name" => RunSort::Name,
-            "status" => RunSort::Status,
-            "map" => RunSort::Map,
-            "mrr" => RunSort::Mrr,
-            "ndcg" => RunSort::Ndcg,
-            _ => return None,
-        })
-    }
-
-    fn column(self) -> &'static str {
-        match self {
-            RunSort::Created => "created_ms",
-            RunSort::Name => "name",
-            RunSort::Status => "status",
-            RunSort::Map => "metric_map",
-            RunSort::Mrr => "metric_mrr",
-            RunSort::Ndcg => "metric_ndcg",
-        }
-    }
-}
-
 const RUN_COLUMNS: &str = "SELECT id, experiment_id, name, status, config, tags, created_ms, \
-     updated_ms, manifest, metric_map, metric_mrr, metric_ndcg FROM runs";
+     updated_ms, manifest, metric_map, metric_mrr, metric_ndcg, before_map, before_mrr, \
+     before_ndcg FROM runs";
 
 const STAGE_COLUMNS: &str = "SELECT id, run_id, kind, status, progress, attempt, runner, \
      message, started_ms, finished_ms, checkpoint FROM stages";
@@ -133,6 +90,7 @@ impl Store {
             updated_ms: now,
             manifest: serde_json::json!({}),
             metrics: None,
+            before: None,
         })
     }
 
@@ -154,66 +112,27 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Run>, i64), AppError> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut texts: Vec<String> = Vec::new();
-        let mut text_clause = |column: &str, value: &Option<String>, texts: &mut Vec<String>| {
-            if let Some(v) = value {
-                texts.push(v.clone());
-                clauses.push(format!("{column} = ${}", texts.len()));
-            }
-        };
-        text_clause(
-            "status",
-            &filter.status.map(|s| s.as_str().to_string()),
-            &mut texts,
-        );
-        text_clause("teacher", &filter.teacher, &mut texts);
-        text_clause("student", &filter.student, &mut texts);
-        text_clause("dataset", &filter.dataset, &mut texts);
-        if let Some(tag) = &filter.tag {
-            texts.push(tag.clone());
-            clauses.push(format!(
-                "EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ${})",
-                texts.len()
-            ));
-        }
-        let mut n = texts.len();
-        if filter.experiment_id.is_some() {
-            n += 1;
-            clauses.push(format!("experiment_id = ${n}"));
-        }
-        let filter_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", clauses.join(" AND "))
-        };
-        let dir = if descending { "DESC" } else { "ASC" };
-        let col = sort.column();
-        // NULL metrics (runs not evaluated yet) always sort last, on both backends.
+        let filter = filter.to_sql();
+        let n = filter.len();
         let sql = format!(
-            "{RUN_COLUMNS}{filter_sql} ORDER BY ({col} IS NULL), {col} {dir}, id {dir} \
-             LIMIT ${} OFFSET ${}",
+            "{RUN_COLUMNS}{}{} LIMIT ${} OFFSET ${}",
+            filter.sql,
+            order_by(sort, descending),
             n + 1,
             n + 2
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for t in &texts {
-            q = q.bind(t.clone());
-        }
-        if let Some(e) = filter.experiment_id {
-            q = q.bind(e);
-        }
-        let rows = q.bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        let mut count = sqlx::query(AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM runs{filter_sql}"
-        )));
-        for t in &texts {
-            count = count.bind(t.clone());
-        }
-        if let Some(e) = filter.experiment_id {
-            count = count.bind(e);
-        }
-        let total: i64 = count.fetch_one(self.pool()).await?.try_get(0)?;
+        let rows = filter
+            .bind(sqlx::query(AssertSqlSafe(sql)))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        let count = format!("SELECT COUNT(*) FROM runs{}", filter.sql);
+        let total: i64 = filter
+            .bind(sqlx::query(AssertSqlSafe(count)))
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
         let runs = rows.iter().map(run_from_row).collect::<Result<_, _>>()?;
         Ok((runs, total))
     }
@@ -250,10 +169,8 @@ fn run_from_row(r: &AnyRow) -> Result<Run, AppError> {
     let map: Option<f64> = r.try_get(9)?;
     let mrr: Option<f64> = r.try_get(10)?;
     let ndcg: Option<f64> = r.try_get(11)?;
-    let metrics = match (map, mrr, ndcg) {
-        (Some(map), Some(mrr), Some(ndcg)) => Some(KeyMetrics { map, mrr, ndcg }),
-        _ => None,
-    };
+    let metrics = key_metrics(map, mrr, ndcg);
+    let before = key_metrics(r.try_get(12)?, r.try_get(13)?, r.try_get(14)?);
     Ok(Run {
         id: r.try_get(0)?,
         experiment_id: r.try_get(1)?,
@@ -265,7 +182,39 @@ fn run_from_row(r: &AnyRow) -> Result<Run, AppError> {
         updated_ms: r.try_get(7)?,
         manifest: serde_json::from_str(&manifest).map_err(|e| corrupt("run manifest", e))?,
         metrics,
+        before,
     })
+}
+
+fn key_metrics(map: Option<f64>, mrr: Option<f64>, ndcg: Option<f64>) -> Option<KeyMetrics> {
+    match (map, mrr, ndcg) {
+        (Some(map), Some(mrr), Some(ndcg)) => Some(KeyMetrics { map, mrr, ndcg }),
+        _ => None,
+    }
+}
+
+/// Copies an evaluation's scores into the run's columns that the run list filters and sorts
+/// on: `student_after` (the key metrics) and `student_before` (for the changes).
+pub(crate) async fn denormalize_eval(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    e: &EvalResult,
+) -> Result<(), AppError> {
+    let columns = match e.label.as_str() {
+        KEY_EVAL_LABEL => "metric_map = $1, metric_mrr = $2, metric_ndcg = $3",
+        "student_before" => "before_map = $1, before_mrr = $2, before_ndcg = $3",
+        _ => return Ok(()),
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE runs SET {columns} WHERE id = $4"
+    )))
+    .bind(e.map)
+    .bind(e.mrr)
+    .bind(e.ndcg)
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn stage_from_row(r: &AnyRow) -> Result<Stage, AppError> {

@@ -118,7 +118,10 @@ async fn csv_round_trips(store: Store) {
             "abs_change",
             "rel_change",
             "ci_low",
-            "ci_high"
+            "ci_high",
+            "delta_ci_low",
+            "delta_ci_high",
+            "p_value"
         ]
     );
     assert_eq!(rows[1][0], "map");
