@@ -14,8 +14,8 @@ pub mod config;
 pub mod events;
 pub mod queries;
 pub mod queue;
-pub mod stream;
 pub mod runner_status;
+pub mod stream;
 
 pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, TokenInfo, User, UserUpdate};
 pub use config::{RunConfig, ValidationError};
@@ -28,8 +28,8 @@ pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
     MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
 };
-pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 pub use runner_status::{RunnerJob, RunnerStatus};
+pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 
 /// The version prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/api/v1";

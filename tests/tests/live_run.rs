@@ -130,17 +130,10 @@ async fn launch_from_the_form_watch_it_finish_and_compare() -> anyhow::Result<()
     let base = serve(Store::connect("sqlite::memory:").await?).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
-        let (stop, opts) = (
-            stop.clone(),
-            WorkerOptions {
-                server: base.clone(),
-                token: String::new(),
-                name: "e2e-cpu".into(),
-                workdir: dir.path().join("runner"),
-                poll: Duration::from_millis(100),
-                lease_ms: 600_000,
-            },
-        );
+        let stop = stop.clone();
+        let mut opts = WorkerOptions::new(&base, "e2e-cpu", &dir.path().join("runner"));
+        opts.poll = Duration::from_millis(100);
+        opts.lease_ms = 600_000;
         std::thread::spawn(move || work(&opts, &Device::Cpu, &stop))
     };
     let browser = Browser::start().await?;

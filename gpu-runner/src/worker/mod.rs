@@ -29,8 +29,8 @@ use distillery_api::{ReleaseJob, StageKind};
 
 use crate::observe::StageContext;
 use crate::pipeline::{run_through_with, Outcome};
-use distillery_api::{ComparisonReport, QueryDetailBatch};
 use crate::{Error, Result};
+use distillery_api::{ComparisonReport, QueryDetailBatch};
 use logs::LogCapture;
 use reporter::JobReporter;
 use transport::{sleep_unless, Transport};
