@@ -5,7 +5,8 @@ use distillery_api::Event;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::run_results::{Artifacts, Manifest, MetricsSection, QueryExplorer};
+use super::query_explorer::QueryExplorer;
+use super::run_results::{Artifacts, Manifest, MetricsSection};
 use crate::api::{fetch_run, fetch_series_names, FetchError};
 use crate::components::chart::SeriesChart;
 use crate::components::live::subscribe;
