@@ -27,6 +27,7 @@ pub use queries::{
 pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
     MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
+    RunnerCatalog,
 };
 pub use runner_status::{RunnerJob, RunnerStatus};
 pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};

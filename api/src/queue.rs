@@ -19,6 +19,19 @@ pub struct RegisterRunner {
     /// Device memory in bytes (0 when unknown).
     #[serde(default)]
     pub memory_bytes: i64,
+    /// The model directories and data files this runner can read, offered by the launch form.
+    #[serde(default)]
+    pub catalog: RunnerCatalog,
+}
+
+/// What a runner found under its `--catalog` folders: model directories (holding a
+/// `config.json`) and MTEB reranking files (`.jsonl` / `.jsonl.gz`), as paths on the runner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerCatalog {
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub datasets: Vec<String>,
 }
 
 /// A registered runner.
@@ -30,6 +43,8 @@ pub struct Runner {
     pub memory_bytes: i64,
     pub registered_ms: i64,
     pub last_heartbeat_ms: i64,
+    #[serde(default)]
+    pub catalog: RunnerCatalog,
 }
 
 /// `POST /api/v1/runners/{id}/claim`: ask for the next ready job.

@@ -47,15 +47,17 @@ impl Store {
     pub async fn register_runner(&self, r: &RegisterRunner) -> Result<Runner, AppError> {
         let now = now_ms();
         let row = sqlx::query(
-            "INSERT INTO runners (name, device, memory_bytes, registered_ms, last_heartbeat_ms) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO UPDATE SET device = excluded.device, \
-             memory_bytes = excluded.memory_bytes, last_heartbeat_ms = excluded.last_heartbeat_ms \
+            "INSERT INTO runners (name, device, memory_bytes, registered_ms, last_heartbeat_ms, catalog) \
+             VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (name) DO UPDATE SET device = excluded.device, \
+             memory_bytes = excluded.memory_bytes, last_heartbeat_ms = excluded.last_heartbeat_ms, \
+             catalog = excluded.catalog \
              RETURNING id, registered_ms",
         )
         .bind(&r.name)
         .bind(&r.device)
         .bind(r.memory_bytes)
         .bind(now)
+        .bind(serde_json::to_string(&r.catalog).unwrap_or_else(|_| "{}".into()))
         .fetch_one(self.pool())
         .await?;
         Ok(Runner {
@@ -65,12 +67,14 @@ impl Store {
             memory_bytes: r.memory_bytes,
             registered_ms: row.try_get(1)?,
             last_heartbeat_ms: now,
+            catalog: r.catalog.clone(),
         })
     }
 
     pub async fn list_runners(&self) -> Result<Vec<Runner>, AppError> {
         let rows = sqlx::query(
-            "SELECT id, name, device, memory_bytes, registered_ms, last_heartbeat_ms FROM runners ORDER BY id",
+            "SELECT id, name, device, memory_bytes, registered_ms, last_heartbeat_ms, catalog \
+             FROM runners ORDER BY id",
         )
         .fetch_all(self.pool())
         .await?;
@@ -83,6 +87,8 @@ impl Store {
                     memory_bytes: r.try_get(3)?,
                     registered_ms: r.try_get(4)?,
                     last_heartbeat_ms: r.try_get(5)?,
+                    // Written by this server from a typed value; an unreadable one reads as empty.
+                    catalog: serde_json::from_str(&r.try_get::<String, _>(6)?).unwrap_or_default(),
                 })
             })
             .collect()

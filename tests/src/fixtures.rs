@@ -63,6 +63,7 @@ pub async fn seed_results(store: &Store) {
             name: "gpu-0".into(),
             device: "cuda:0 H100".into(),
             memory_bytes: 80 << 30,
+            catalog: Default::default(),
         })
         .await
         .expect("register");

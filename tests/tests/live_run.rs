@@ -134,14 +134,41 @@ async fn launch_from_the_form_watch_it_finish_and_compare() -> anyhow::Result<()
         let mut opts = WorkerOptions::new(&base, "e2e-cpu", &dir.path().join("runner"));
         opts.poll = Duration::from_millis(100);
         opts.lease_ms = 600_000;
+        opts.catalog = vec![dir.path().to_path_buf()];
         std::thread::spawn(move || work(&opts, &Device::Cpu, &stop))
     };
     let browser = Browser::start().await?;
     let c = &browser.client;
 
-    // (a) Launch from the form and watch the run reach done live.
+    // (a) Launch from the form and watch the run reach done live. The form offers the student
+    // directory and data files the runner reported (`--catalog`) once it has registered.
+    c.goto(&format!("{base}/")).await?;
+    let mut registered = false;
+    for _ in 0..100 {
+        let runners = fetch_json(c, "/api/v1/runners").await?;
+        if runners.as_array().is_some_and(|r| !r.is_empty()) {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(registered, "the runner never registered");
     c.goto(&format!("{base}/new")).await?;
     wait_css(c, "#cfg-teacher_kind").await?;
+    let student = dir.path().canonicalize()?.join("student");
+    wait_css(
+        c,
+        &format!("#catalog-models option[value=\"{}\"]", student.display()),
+    )
+    .await?;
+    assert_eq!(
+        c.find(Locator::Css("#cfg-student"))
+            .await?
+            .attr("list")
+            .await?
+            .as_deref(),
+        Some("catalog-models")
+    );
     set_input(c, "#run-name", "live demo").await?;
     for (key, value) in demo_fields(dir.path()) {
         set_input(c, &format!("#cfg-{key}"), &value).await?;

@@ -84,6 +84,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         ])
         .arg("--workdir")
         .arg(demo.join("runner"))
+        // The demo's student and data files become choices on the New run form.
+        .arg("--catalog")
+        .arg(&demo)
         .spawn()
         .context("starting gpu-runner work")?;
     let _worker = Guard(worker);

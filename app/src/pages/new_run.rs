@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use serde_json::{Map, Value};
 
-use crate::api::{create_run, fetch_run, Rejection};
+use crate::api::{create_run, fetch_run, fetch_runners, Rejection};
 
 /// Builds a config from the form's text values, typed like the reference defaults.
 pub fn config_from_form(values: &[(String, String)]) -> Result<RunConfig, Rejection> {
@@ -89,6 +89,44 @@ pub fn NewRunPage() -> impl IntoView {
     }
 }
 
+/// The datalist a form field offers choices from, if any: model paths for the teacher and the
+/// student, data files for the datasets.
+fn choices_for(key: &str) -> Option<&'static str> {
+    match key {
+        "teacher" | "student" => Some("catalog-models"),
+        "train_data" | "test_data" => Some("catalog-datasets"),
+        _ => None,
+    }
+}
+
+/// The model directories and data files the runners reported (`gpu-runner work --catalog`),
+/// as two datalists; each option names the runners that have it.
+#[component]
+fn RunnerChoices() -> impl IntoView {
+    let runners = LocalResource::new(fetch_runners);
+    let options = move |pick: fn(&distillery_api::RunnerCatalog) -> &Vec<String>| {
+        let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        if let Some(Ok(list)) = runners.get() {
+            for r in list {
+                for path in pick(&r.runner.catalog) {
+                    found
+                        .entry(path.clone())
+                        .or_default()
+                        .push(r.runner.name.clone());
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|(path, names)| view! { <option value=path label=names.join(", ")/> })
+            .collect_view()
+    };
+    view! {
+        <datalist id="catalog-models">{move || options(|c| &c.models)}</datalist>
+        <datalist id="catalog-datasets">{move || options(|c| &c.datasets)}</datalist>
+    }
+}
+
 #[component]
 fn RunForm(name: String, config: RunConfig, tags: Vec<String>) -> impl IntoView {
     let fields: Vec<(String, RwSignal<String>)> = form_values(&config)
@@ -139,6 +177,7 @@ fn RunForm(name: String, config: RunConfig, tags: Vec<String>) -> impl IntoView 
     };
     view! {
         <form id="new-run" class="run-form" on:submit=move |ev| { ev.prevent_default(); submit.dispatch(()); }>
+            <RunnerChoices/>
             <label for="run-name">"Name"<input id="run-name" prop:value=move || name.get()
                 on:input=move |ev| name.set(event_target_value(&ev))/></label>
             <label for="run-tags">"Tags (comma-separated)"<input id="run-tags" prop:value=move || tags.get()
@@ -149,7 +188,7 @@ fn RunForm(name: String, config: RunConfig, tags: Vec<String>) -> impl IntoView 
                 let k = key.clone();
                 view! {
                     <label for=for_id>{key.clone()}
-                        <input id=id name=key.clone() prop:value=move || value.get()
+                        <input id=id name=key.clone() list=choices_for(&key) prop:value=move || value.get()
                             aria-invalid=move || field_error(&k).is_some().to_string()
                             on:input=move |ev| value.set(event_target_value(&ev))/>
                         {let k = key.clone(); move || field_error(&k).map(|e| view! { <span class="field-error" role="alert">{e}</span> })}

@@ -39,6 +39,10 @@ pub struct WorkArgs {
     /// Pause between claims when no job is ready, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub poll_ms: u64,
+    /// A folder whose model directories (with config.json) and .jsonl[.gz] data files, up to
+    /// two levels down, the launch form offers as choices. Repeatable.
+    #[arg(long)]
+    pub catalog: Vec<PathBuf>,
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
@@ -82,6 +86,7 @@ pub fn run(args: WorkArgs, logs: LogCapture) -> anyhow::Result<()> {
     opts.lease_ms = (args.lease_secs * 1000.0).round().max(1.0) as i64;
     opts.checkpoint_every = (args.checkpoint_every > 0).then_some(args.checkpoint_every);
     opts.logs = Some(logs);
+    opts.catalog = args.catalog;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(&stop);
     let done = work(&opts, &device, &stop)?;

@@ -11,6 +11,7 @@
 //! other's training from the checkpoint the server handed back with the job; the checkpoint
 //! is reported as a path relative to the workdir.
 
+pub mod catalog;
 pub mod logs;
 pub mod outbox;
 pub mod reporter;
@@ -54,6 +55,8 @@ pub struct WorkerOptions {
     pub checkpoint_every: Option<usize>,
     /// The captured stage logs to stream (the binary installs the layer).
     pub logs: Option<LogCapture>,
+    /// Folders whose model directories and data files are offered to the launch form.
+    pub catalog: Vec<PathBuf>,
 }
 
 impl WorkerOptions {
@@ -68,6 +71,7 @@ impl WorkerOptions {
             lease_ms: 60_000,
             checkpoint_every: Some(50),
             logs: None,
+            catalog: Vec::new(),
         }
     }
 }
@@ -105,6 +109,7 @@ pub fn work(opts: &WorkerOptions, device: &Device, stop: &Arc<AtomicBool>) -> Re
         name: opts.name.clone(),
         device: crate::device::describe(device),
         memory_bytes: 0,
+        catalog: catalog::scan(&opts.catalog)?,
     };
     let Some(resp) = transport.call_retrying("/runners", &register, stop)? else {
         return Ok(0);

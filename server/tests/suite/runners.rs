@@ -57,3 +57,54 @@ async fn runners_show_their_current_job(store: Store) {
     );
 }
 both_backends!(runner_current_job, runners_show_their_current_job);
+
+/// What a runner reports under `--catalog` comes back on the runner list for the launch form,
+/// and re-registering replaces it; a runner that reports none lists an empty catalog.
+async fn runners_report_their_catalog(store: Store) {
+    let r = router(store);
+    let body = json!({
+        "name": "gpu-models", "device": "cuda:0",
+        "catalog": {"models": ["/models/bge-reranker-v2-m3"], "datasets": ["/data/train.jsonl.gz"]}
+    })
+    .to_string();
+    let (status, runner) = send(&r, "POST", "/api/v1/runners", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{runner}");
+    assert_eq!(runner["catalog"]["models"][0], "/models/bge-reranker-v2-m3");
+    let plain = register(&r, "plain").await;
+
+    let (_, list) = send(&r, "GET", "/api/v1/runners", None).await;
+    let by_name = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        by_name("gpu-models")["catalog"],
+        json!({"models": ["/models/bge-reranker-v2-m3"], "datasets": ["/data/train.jsonl.gz"]})
+    );
+    assert_eq!(
+        by_name("plain")["catalog"],
+        json!({"models": [], "datasets": []})
+    );
+    assert_eq!(by_name("plain")["id"], plain);
+
+    let body = json!({"name": "gpu-models", "catalog": {"models": ["/models/other"]}}).to_string();
+    let (status, _) = send(&r, "POST", "/api/v1/runners", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = send(&r, "GET", "/api/v1/runners", None).await;
+    let again = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "gpu-models")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        again["catalog"],
+        json!({"models": ["/models/other"], "datasets": []})
+    );
+}
+both_backends!(runner_catalog, runners_report_their_catalog);
