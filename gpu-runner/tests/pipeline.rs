@@ -10,6 +10,20 @@ fn config(dir: &std::path::Path) -> RunConfig {
     worker_support::demo_inputs(dir, RunConfig::default().epochs)
 }
 
+fn manifest(run: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Each stage's `reused` flag in `manifest.json`, in stage order.
+fn reused_flags(run: &std::path::Path) -> Vec<bool> {
+    manifest(run)["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reused"].as_bool().unwrap())
+        .collect()
+}
+
 #[test]
 fn runs_every_stage_then_reuses_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,8 +32,7 @@ fn runs_every_stage_then_reuses_them() {
     let report = pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
     assert_eq!(report.teacher["map"], 1.0);
     assert_eq!(report.compare["queries"], 20);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = manifest(&run);
     let stages = manifest["stages"].as_array().unwrap();
     assert_eq!(stages.len(), StageKind::ALL.len());
     assert!(stages.iter().all(|s| s["reused"] == false));
@@ -27,23 +40,10 @@ fn runs_every_stage_then_reuses_them() {
 
     // Same inputs: everything is reused. A new seed re-runs only what depends on it.
     pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    assert!(manifest["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|s| s["reused"] == true));
+    assert!(reused_flags(&run).iter().all(|&reused| reused));
     let cfg2 = RunConfig { seed: 1, ..cfg };
     pipeline::run(&cfg2, &run, &Device::Cpu).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    let reused: Vec<bool> = manifest["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["reused"].as_bool().unwrap())
-        .collect();
+    let reused = reused_flags(&run);
     // score train/test and eval before/teacher do not depend on the seed.
     assert_eq!(
         reused,
@@ -121,14 +121,7 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
         ]
     );
     pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    let reused: Vec<bool> = manifest["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["reused"].as_bool().unwrap())
-        .collect();
+    let reused = reused_flags(&run);
     assert_eq!(
         reused,
         [true, true, true, false, false, false, false, true, false]
