@@ -12,7 +12,7 @@
 #   4. the ratios ours / PyTorch (compare.py).
 # Environment: BATCHES (teacher batch sizes, default 240); WORKLOADS (default
 # teacher,student-train,student-infer); BASELINE=1 also measures the student with the fused
-# kernels off; JOINT=1 also trains with positives and negatives in one forward pass;
+# kernels off (and inference on the padded path); SEPARATE=1 also trains with positives and negatives in two forward passes;
 # PROFILE=1 ends with Nsight Compute kernel times of one student inference batch (ncu-infer.txt);
 # SKIP_TORCH=1 skips the PyTorch references.
 set -uo pipefail
@@ -36,7 +36,7 @@ for dtype in f32 bf16; do
 done
 extra=()
 [ "${BASELINE:-0}" = 1 ] && extra+=(--baseline)
-[ "${JOINT:-0}" = 1 ] && extra+=(--joint)
+[ "${SEPARATE:-0}" = 1 ] && extra+=(--separate)
 "$BIN" bench --device cuda --workloads "$WORKLOADS" --batch "${BATCHES:-240}" "${extra[@]}" \
   --json "$OUT/ours.json" 2>>"$OUT/stderr.txt" | tee "$OUT/ours.txt" || status=1
 ours=("$OUT/ours.json")

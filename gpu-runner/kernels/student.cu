@@ -6,33 +6,7 @@
 //  * dropout masks come from a counter-based hash of (seed, element index), so a backward pass
 //    regenerates the forward's mask instead of storing it.
 
-typedef unsigned short bf16;
-
-__device__ __forceinline__ float ld(const float* p, long long i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16* p, long long i) {
-    return __uint_as_float(((unsigned)p[i]) << 16);
-}
-__device__ __forceinline__ void st(float* p, long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16* p, long long i, float v) {
-    unsigned u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        p[i] = (bf16)((u >> 16) | 0x40u);  // quiet NaN
-        return;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    p[i] = (bf16)(u >> 16);
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
+#include "common.cuh"
 
 // splitmix64 of (seed, index): 24 uniform bits decide whether an element is kept.
 __device__ __forceinline__ float keep_factor(unsigned long long seed, unsigned long long i, float p,

@@ -2,7 +2,7 @@
 //!
 //! * `student-train`: MarginMSE training steps (f32 master weights, bf16 compute, dropout on,
 //!   global-norm clipping, torch AdamW) of `T` triplets, i.e. `2T` pairs of 32–48 tokens, through
-//!   the trainer's own functions ([`crate::train::margin_mse`] or, with `--joint`,
+//!   the trainer's own functions ([`crate::train::margin_mse`] or, in joint mode (the default on CUDA),
 //!   [`crate::train::joint_margin_mse`], and [`AdamW::clip_and_step`]);
 //! * `student-infer`: bf16 scoring of batches of pairs of 32–48 tokens (dense weights cast to
 //!   bf16 once, as `predict` does with `--dtype bf16`).

@@ -6,6 +6,7 @@ use anyhow::Context;
 use gpu_runner::bench::{render_table, student, teacher, BenchRow};
 use gpu_runner::io::AtomicFile;
 use gpu_runner::teacher::new_model::Preset;
+use gpu_runner::train::Forward;
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -55,10 +56,11 @@ pub struct BenchArgs {
     /// fused CUDA kernels off: candle's composed ops and the per-tensor AdamW.
     #[arg(long)]
     pub baseline: bool,
-    /// Also run student training with positives and negatives in one forward pass of 2T pairs
-    /// (PyTorch's benchmark shape; the trainer uses two passes, as the reference does).
+    /// Also run student training with positives and negatives in two forward passes (the
+    /// reference trainer's `--forward separate`); the main rows use the trainer's default, one
+    /// joint pass of 2T pairs on CUDA (PyTorch's benchmark shape).
     #[arg(long)]
-    pub joint: bool,
+    pub separate: bool,
     /// Also write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -92,39 +94,85 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The student rows: fused (default) and, with `--baseline`, composed.
+/// One configuration of the student rows.
+struct Variant {
+    label: &'static str,
+    /// Fused CUDA kernels on.
+    fused: bool,
+    /// bf16 inference takes the packed (padding-free) path.
+    packed: bool,
+    forward: Forward,
+    triplets: Vec<usize>,
+    batches: Vec<usize>,
+}
+
+/// The student rows: fused (default; training in the trainer's default forward for the device)
+/// and, with `--separate`, training in two passes; with `--baseline`, inference on the padded
+/// path and everything composed.
+fn variants(args: &BenchArgs, device: &candle_core::Device) -> Vec<Variant> {
+    let first = |v: &[usize]| v.first().map(|&x| vec![x]).unwrap_or_default();
+    let main = Forward::Auto.resolve(device);
+    let mut out = vec![Variant {
+        label: if main == Forward::Joint {
+            "fused-joint"
+        } else {
+            "fused"
+        },
+        fused: true,
+        packed: true,
+        forward: main,
+        triplets: args.triplets.clone(),
+        batches: args.student_batch.clone(),
+    }];
+    if args.separate && main != Forward::Separate {
+        out.push(Variant {
+            label: "fused-separate",
+            fused: true,
+            packed: true,
+            forward: Forward::Separate,
+            triplets: args.triplets.clone(),
+            batches: Vec::new(),
+        });
+    }
+    if args.baseline {
+        out.push(Variant {
+            label: "fused-padded",
+            fused: true,
+            packed: false,
+            forward: main,
+            triplets: Vec::new(),
+            batches: first(&args.student_batch),
+        });
+        out.push(Variant {
+            label: "composed",
+            fused: false,
+            packed: false,
+            forward: main,
+            triplets: first(&args.triplets),
+            batches: first(&args.student_batch),
+        });
+    }
+    out
+}
+
 fn run_student(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Vec<BenchRow>> {
     let train = args.workloads.contains(&Workload::StudentTrain);
     let infer = args.workloads.contains(&Workload::StudentInfer);
-    let all = (args.triplets.clone(), args.student_batch.clone());
-    let mut variants = vec![(true, false, "fused", all.0, all.1)];
-    if args.joint {
-        variants.push((true, true, "fused-joint", args.triplets.clone(), Vec::new()));
-    }
-    if args.baseline {
-        let first = |v: &[usize]| v.first().map(|&x| vec![x]).unwrap_or_default();
-        variants.push((
-            false,
-            false,
-            "composed",
-            first(&args.triplets),
-            first(&args.student_batch),
-        ));
-    }
     let mut rows = Vec::new();
-    for (fused, joint, label, triplets, batches) in variants {
-        set_fused(fused);
+    for v in variants(args, device) {
+        set_fused(v.fused, v.packed);
+        let label = v.label;
         let opts = student::StudentBenchOptions {
             config: gpu_runner::student::xlm_roberta::Config::bge_reranker_v2_m3(),
             device: device.clone(),
-            triplets,
-            batches,
+            triplets: v.triplets,
+            batches: v.batches,
             steps: args.student_steps,
             label: label.into(),
-            joint,
+            joint: v.forward == Forward::Joint,
             seed: 0,
         };
-        if train {
+        if train && !opts.triplets.is_empty() {
             let (train_rows, traces) =
                 student::train(&opts).context("student training benchmark")?;
             for (r, t) in train_rows.iter().zip(traces) {
@@ -141,17 +189,18 @@ fn run_student(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result
             rows.extend(student::infer(&opts).context("student inference benchmark")?);
         }
     }
-    set_fused(true);
+    set_fused(true, true);
     Ok(rows)
 }
 
 #[cfg(feature = "cuda")]
-fn set_fused(on: bool) {
+fn set_fused(on: bool, packed: bool) {
     gpu_runner::kernels::set_enabled(on);
+    gpu_runner::kernels::infer::set_packed(packed);
 }
 
 #[cfg(not(feature = "cuda"))]
-fn set_fused(_on: bool) {}
+fn set_fused(_on: bool, _packed: bool) {}
 
 fn run_teacher(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Vec<BenchRow>> {
     let dtype = gpu_runner::teacher::parse_dtype(&args.dtype)?;

@@ -67,8 +67,9 @@ pub struct TrainArgs {
     pub no_dropout: bool,
     /// `separate`: (q,pos) and (q,neg) in two forward passes, each padded on its own (the
     /// reference). `joint`: all 2B pairs in one pass padded together; numerically equivalent
-    /// up to float rounding (padding is masked) and faster on GPU.
-    #[arg(long, value_enum, default_value_t = Forward::Separate)]
+    /// up to float rounding (padding is masked) and faster on GPU. `auto`: joint on CUDA,
+    /// separate on CPU.
+    #[arg(long, value_enum, default_value_t = Forward::Auto)]
     pub forward: Forward,
     /// Stop after this update, with a checkpoint (for interruption tests).
     #[arg(long)]

@@ -351,16 +351,8 @@ fn check_adamw(dev: &Device, rows: &mut Vec<CheckRow>) -> Result<()> {
     Ok(())
 }
 
-/// The whole model at the real width (hidden 1024, 16 heads, FFN 4096; 2 layers, 1000-token
-/// vocabulary), no dropout: logits and every parameter's gradient with the fused kernels on
-/// against the composed ops, in `dtype` compute with f32 master weights.
-fn check_model(dtype: DType, dev: &Device, rows: &mut Vec<CheckRow>) -> Result<()> {
-    let cfg = Config {
-        vocab_size: 1000,
-        num_hidden_layers: 2,
-        max_position_embeddings: 130,
-        ..Config::bge_reranker_v2_m3()
-    };
+/// Random f32 weights for every tensor of `cfg` (LayerNorm gains near 1), as Vars.
+pub(super) fn random_model(cfg: &Config, dev: &Device) -> Result<Vec<(String, Var)>> {
     let mut vars = Vec::new();
     for (name, shape) in cfg.expected_tensors() {
         let (mean, std) = if name.contains("LayerNorm.weight") {
@@ -375,6 +367,20 @@ fn check_model(dtype: DType, dev: &Device, rows: &mut Vec<CheckRow>) -> Result<(
             Var::from_tensor(&randn(&shape, mean, std, DType::F32, dev)?)?,
         ));
     }
+    Ok(vars)
+}
+
+/// The whole model at the real width (hidden 1024, 16 heads, FFN 4096; 2 layers, 1000-token
+/// vocabulary), no dropout: logits and every parameter's gradient with the fused kernels on
+/// against the composed ops, in `dtype` compute with f32 master weights.
+fn check_model(dtype: DType, dev: &Device, rows: &mut Vec<CheckRow>) -> Result<()> {
+    let cfg = Config {
+        vocab_size: 1000,
+        num_hidden_layers: 2,
+        max_position_embeddings: 130,
+        ..Config::bge_reranker_v2_m3()
+    };
+    let vars = random_model(&cfg, dev)?;
     let tensors: HashMap<String, Tensor> = vars
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
@@ -492,5 +498,6 @@ pub fn run_all(device: &Device) -> Result<Vec<CheckRow>> {
     for dtype in [DType::F32, DType::BF16] {
         check_model(dtype, device, &mut rows)?;
     }
+    super::check_infer::check_packed_model(device, &mut rows)?;
     Ok(rows)
 }

@@ -12,13 +12,16 @@
 
 pub mod adamw;
 pub mod check;
+mod check_infer;
+pub mod infer;
 mod ops;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
-use candle_core::{DType, Layout, Result, Tensor};
+use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice as S};
+use candle_core::{CudaStorage, DType, Layout, Result, Tensor};
 
 pub use ops::{
     attention_probs, bias_dropout_residual, bias_gelu, column_sum, dropout, head_merge,
@@ -29,6 +32,10 @@ pub use ops::{
 pub(crate) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/student.ptx"));
 /// The name candle caches the module under.
 pub(crate) const MODULE: &str = "distillery_student";
+/// The PTX of `kernels/infer.cu` (the packed inference kernels of [`infer`]).
+pub(crate) const INFER_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/infer.ptx"));
+/// The name candle caches the inference module under.
+pub(crate) const INFER_MODULE: &str = "distillery_infer";
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -42,12 +49,19 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-/// Loads `$name` from the module and launches it with `$cfg` and the given arguments.
+/// Loads `$name` from the student module (or, with `in $module, $ptx`, from another) and
+/// launches it with `$cfg` and the given arguments.
 macro_rules! launch {
-    ($dev:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+    ($dev:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {
+        $crate::kernels::launch!(
+            in $crate::kernels::MODULE, $crate::kernels::PTX;
+            $dev, $name, $cfg; $($arg),*
+        )
+    };
+    (in $module:expr, $ptx:expr; $dev:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
         use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
         use candle_core::cuda_backend::WrapErr;
-        let func = $dev.get_or_load_custom_func($name, $crate::kernels::MODULE, $crate::kernels::PTX)?;
+        let func = $dev.get_or_load_custom_func($name, $module, $ptx)?;
         let mut builder = func.builder();
         $( builder.arg($arg); )*
         // SAFETY: the kernel's parameters are exactly the arguments pushed above, in order and
@@ -56,6 +70,54 @@ macro_rules! launch {
     }};
 }
 pub(crate) use launch;
+
+/// The error of a fused op asked to run on the CPU.
+pub(crate) fn cpu_only<T>(name: &str) -> Result<T> {
+    candle_core::bail!("{name} is a CUDA kernel; the CPU uses the composed ops")
+}
+
+/// The `cpu_fwd` of a CUDA-only custom op with 1, 2 or 3 inputs: an error.
+macro_rules! cpu_unsupported {
+    (1) => {
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+            $crate::kernels::cpu_only(self.name())
+        }
+    };
+    (2) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            $crate::kernels::cpu_only(self.name())
+        }
+    };
+    (3) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            $crate::kernels::cpu_only(self.name())
+        }
+    };
+}
+
+pub(crate) use cpu_unsupported;
+
+/// A custom op's output storage on `dev`.
+pub(crate) fn storage(slice: S, dev: &CudaDevice) -> CudaStorage {
+    CudaStorage {
+        slice,
+        device: dev.clone(),
+    }
+}
 
 /// One warp per row, 8 rows per block.
 pub(crate) fn rows_cfg(rows: usize) -> LaunchConfig {

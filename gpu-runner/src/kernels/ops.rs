@@ -10,55 +10,12 @@ use candle_core::{
 use half::bf16;
 
 use super::{
-    columns_cfg, elems_cfg, launch, range, row_blocks_cfg, rows_and_width, rows_cfg, suffix,
+    columns_cfg, cpu_unsupported, elems_cfg, launch, range, row_blocks_cfg, rows_and_width,
+    rows_cfg, storage, suffix,
 };
 
 /// Widest row the LayerNorm kernels hold in registers.
 const LN_MAX_WIDTH: usize = 1024;
-
-fn cpu_only<T>(name: &str) -> Result<T> {
-    bail!("{name} is a CUDA kernel; the CPU uses the composed ops")
-}
-
-/// The `cpu_fwd` of a CUDA-only custom op with 1, 2 or 3 inputs: an error.
-macro_rules! cpu_unsupported {
-    (1) => {
-        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-            cpu_only(self.name())
-        }
-    };
-    (2) => {
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            cpu_only(self.name())
-        }
-    };
-    (3) => {
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            cpu_only(self.name())
-        }
-    };
-}
-
-fn storage(slice: S, dev: &CudaDevice) -> CudaStorage {
-    CudaStorage {
-        slice,
-        device: dev.clone(),
-    }
-}
 
 /// Dropout probability and the scale of kept elements.
 fn keep(p: f32) -> (f32, f32) {
@@ -636,7 +593,11 @@ struct Heads {
 impl Heads {
     /// `(b, l, h, dh)` of the token side `[B·L, D]`.
     fn dims(&self, rows: usize, d: usize) -> Result<[i32; 4]> {
-        if self.heads == 0 || d % self.heads != 0 || self.batch == 0 || rows % self.batch != 0 {
+        if self.heads == 0
+            || !d.is_multiple_of(self.heads)
+            || self.batch == 0
+            || !rows.is_multiple_of(self.batch)
+        {
             bail!(
                 "attention heads: [{rows}, {d}] does not split into {} sequences of {} heads",
                 self.batch,

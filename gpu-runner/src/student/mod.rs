@@ -173,7 +173,9 @@ impl Student {
     }
 
     /// [`Student::load`] with matmuls in `compute_dtype` (bf16 on CUDA: dense weights are cast
-    /// once; LayerNorm, softmax statistics and the residual stream stay f32).
+    /// once; LayerNorm and softmax statistics stay f32; batches of right-padded pairs of at most
+    /// 128 tokens take the packed, padding-free path, whose residual stream is bf16 as in a bf16
+    /// PyTorch model; see `xlm_roberta/packed.rs`).
     pub fn load_with_dtype(
         dir: &Path,
         device: &Device,

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::ops::{self, Mode};
 
+#[cfg(feature = "cuda")]
+mod packed;
+mod packing;
+
 /// The fields of an HF `config.json` that the model reads. Unknown keys are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -493,6 +497,9 @@ pub struct XLMRobertaForSequenceClassification {
     layers: Vec<XLMRobertaLayer>,
     classifier: XLMRobertaClassificationHead,
     compute_dtype: DType,
+    /// The padding-free bf16 evaluation path (inference loads on CUDA only).
+    #[cfg(feature = "cuda")]
+    packed: Option<packed::Packed>,
 }
 
 impl XLMRobertaForSequenceClassification {
@@ -534,11 +541,19 @@ impl XLMRobertaForSequenceClassification {
             .map(|i| XLMRobertaLayer::load(roberta.pp(format!("encoder.layer.{i}")), cfg, how))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let classifier = XLMRobertaClassificationHead::load(vb.pp("classifier"), cfg, how)?;
+        #[cfg(feature = "cuda")]
+        let packed = if how.precast {
+            packed::Packed::build(&embeddings, &layers, cfg, compute_dtype, vb.device())?
+        } else {
+            None
+        };
         Ok(XLMRobertaForSequenceClassification {
             embeddings,
             layers,
             classifier,
             compute_dtype,
+            #[cfg(feature = "cuda")]
+            packed,
         })
     }
 
@@ -551,6 +566,16 @@ impl XLMRobertaForSequenceClassification {
         attention_mask: &Tensor,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let (Mode::Eval, Some(packed)) = (mode, &self.packed) {
+            if crate::kernels::enabled() && crate::kernels::infer::packed_enabled() {
+                if let Some(logits) =
+                    packed.forward(self, input_ids, position_ids, attention_mask)?
+                {
+                    return Ok(logits);
+                }
+            }
+        }
         let (b, l) = input_ids.dims2()?;
         // Additive key mask `[B, L]`: 0 for real keys, f32::MIN for padding (HF
         // `_prepare_4d_attention_mask`).

@@ -33,9 +33,12 @@ pub use run::{train, train_observed, TrainHooks, TrainSummary};
 /// How the positive and negative pairs of a micro-batch go through the student.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Forward {
+    /// `joint` on CUDA, where one pass of twice the pairs is the speed lever (the PyTorch
+    /// reference benchmark runs its training step that way too), `separate` elsewhere.
+    #[default]
+    Auto,
     /// Two forward passes, (q, pos) and (q, neg), each padded to its own longest pair, as the
     /// reference trainer does (spec §B.1).
-    #[default]
     Separate,
     /// One forward pass of the `2B` pairs (positives, then negatives) padded to the longest of
     /// all. Padding is masked, so the loss and gradients equal `separate`'s up to float
@@ -44,6 +47,17 @@ pub enum Forward {
     /// noise as gradient, which AdamW turns into steps of up to `lr`; the output bias, exactly
     /// still in `separate`, therefore drifts here (no effect on margins or rankings).
     Joint,
+}
+
+impl Forward {
+    /// `Separate` or `Joint`, resolving `Auto` for `device`.
+    pub fn resolve(self, device: &Device) -> Forward {
+        match self {
+            Forward::Auto if device.is_cuda() => Forward::Joint,
+            Forward::Auto => Forward::Separate,
+            other => other,
+        }
+    }
 }
 
 /// Settings of `gpu-runner train`; the defaults are the reference command's (§1.3).
@@ -121,7 +135,7 @@ impl TrainConfig {
             resume: false,
             drop_last: true,
             dropout: true,
-            forward: Forward::Separate,
+            forward: Forward::Auto,
             stop_after: None,
             progress: true,
         }
@@ -251,7 +265,7 @@ impl Trainer {
             optimizer: AdamW::new(vars, params)?,
             dropout: DropoutRng::new(cfg.seed),
             use_dropout: cfg.dropout,
-            forward: cfg.forward,
+            forward: cfg.forward.resolve(device),
             grad_accum: cfg.grad_accum.max(1),
             max_grad_norm: cfg.max_grad_norm,
             device: device.clone(),
@@ -273,7 +287,7 @@ impl Trainer {
         let labels: Vec<f32> = batch.iter().map(|t| t.score).collect();
         let labels = Tensor::from_vec(labels, batch.len(), &self.device)?;
         match self.forward {
-            Forward::Separate => {
+            Forward::Auto | Forward::Separate => {
                 let pos = self.encoder.encode(&pos, &self.device)?;
                 let neg = self.encoder.encode(&neg, &self.device)?;
                 margin_mse(&self.model, &pos, &neg, &labels, mode)
