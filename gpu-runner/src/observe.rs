@@ -38,15 +38,20 @@ pub struct StageContext<'a> {
     /// Resume the training only from a checkpoint at or before this update (the last one a
     /// server acknowledged; 0 starts afresh); `None` resumes from the latest one on disk.
     pub resume_max_step: Option<usize>,
+    /// Where the shards of a sharded teacher scoring come from; without one, a stage that
+    /// needs the scores computes them here.
+    pub shards: Option<&'a dyn crate::pipeline::shards::ShardSource>,
 }
 
 impl StageContext<'static> {
-    /// No observer, no periodic checkpoints, resume from the latest checkpoint.
+    /// No observer, no periodic checkpoints, resume from the latest checkpoint, no shard
+    /// source.
     pub fn silent() -> Self {
         StageContext {
             observer: &Silent,
             checkpoint_every: None,
             resume_max_step: None,
+            shards: None,
         }
     }
 }

@@ -74,7 +74,12 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         .clone()
         .filter(|_| args.kind == TeacherKind::Qwen3Reranker)
     else {
-        let n = bm25::score_file(&args.input, &args.output, bm25::Bm25Params::default())?;
+        let n = bm25::score_file_shard(
+            &args.input,
+            &args.output,
+            bm25::Bm25Params::default(),
+            args.shard,
+        )?;
         tracing::info!(pairs = n, output = %args.output.display(), "BM25 scores written");
         return Ok(());
     };
