@@ -259,7 +259,10 @@ mod tests {
         assert_eq!(c.lr, 1e-4);
         assert_eq!(c.batch_size, 16);
         assert!(serde_json::from_str::<RunConfig>(r#"{"learning_rate": 1}"#).is_err());
-        assert_eq!(c.teacher_shards, 1, "configs stored before sharding read as one shard");
+        assert_eq!(
+            c.teacher_shards, 1,
+            "configs stored before sharding read as one shard"
+        );
     }
 
     #[test]

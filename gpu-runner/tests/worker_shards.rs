@@ -33,9 +33,7 @@ fn spawn(mut opts: WorkerOptions, stop: &Arc<AtomicBool>) -> JoinHandle<usize> {
     opts.logs = Some(logs.clone());
     std::thread::spawn(move || {
         let subscriber = tracing_subscriber::registry().with(logs);
-        tracing::subscriber::with_default(subscriber, || {
-            work(&opts, &Device::Cpu, &stop).unwrap()
-        })
+        tracing::subscriber::with_default(subscriber, || work(&opts, &Device::Cpu, &stop).unwrap())
     })
 }
 

@@ -42,7 +42,10 @@ pub(crate) fn shard_of(index: i64, count: i64) -> Result<Option<Shard>, AppError
     }
     let bad = || corrupt("job shard", format!("{index}/{count}"));
     let count = u32::try_from(count).map_err(|_| bad())?;
-    let index = u32::try_from(index).ok().filter(|i| *i < count).ok_or_else(bad)?;
+    let index = u32::try_from(index)
+        .ok()
+        .filter(|i| *i < count)
+        .ok_or_else(bad)?;
     Ok(Some(Shard { index, count }))
 }
 

@@ -28,14 +28,12 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let job = self.check_lease(&mut tx, job_id, &r.lease).await?;
-        sqlx::query(
-            "UPDATE jobs SET lease_until_ms = $1 + lease_ms, progress = $2 WHERE id = $3",
-        )
-        .bind(now)
-        .bind(r.progress)
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE jobs SET lease_until_ms = $1 + lease_ms, progress = $2 WHERE id = $3")
+            .bind(now)
+            .bind(r.progress)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
         // A sharded stage's progress is the mean over its shards (they differ by at most one
         // pair); its message and counts are the reporting shard's.
         let (message, detail) = match job.shard {

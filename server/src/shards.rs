@@ -42,7 +42,10 @@ impl Store {
         let job = self.check_lease(&mut tx, job_id, lease).await?;
         tx.rollback().await?;
         let shard = job.shard.ok_or_else(|| {
-            AppError::bad("shard", "this job is not a shard of a teacher-scoring stage")
+            AppError::bad(
+                "shard",
+                "this job is not a shard of a teacher-scoring stage",
+            )
         })?;
         Ok((job, shard))
     }
@@ -99,7 +102,10 @@ impl Store {
         .fetch_optional(self.pool())
         .await?
         .ok_or_else(|| {
-            AppError::NotFound(format!("shard {index} of {} of run {run_id}", kind.as_str()))
+            AppError::NotFound(format!(
+                "shard {index} of {} of run {run_id}",
+                kind.as_str()
+            ))
         })?;
         let shard = shard_of(row.try_get(0)?, row.try_get(1)?)?
             .ok_or_else(|| corrupt("job shard", "a sharded job with one shard"))?;

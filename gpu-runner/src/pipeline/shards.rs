@@ -47,7 +47,9 @@ pub fn score_shard(
     ctx: &StageContext<'_>,
 ) -> Result<(PathBuf, bool)> {
     if index >= count {
-        return Err(Error::Other(format!("shard {index} of {count} does not exist")));
+        return Err(Error::Other(format!(
+            "shard {index} of {count} does not exist"
+        )));
     }
     let (data, name) = scoring_stage(cfg, kind)?;
     let out = shard_path(rundir, &name, index, count);
@@ -112,7 +114,12 @@ pub fn merge_shards(
         observer.progress(range.end as u64, pairs.len() as u64, "pairs");
     }
     merged.commit()?;
-    tracing::info!(stage = kind.as_str(), shards = count, pairs = pairs.len(), "shards merged");
+    tracing::info!(
+        stage = kind.as_str(),
+        shards = count,
+        pairs = pairs.len(),
+        "shards merged"
+    );
     Ok(())
 }
 

@@ -44,23 +44,14 @@ pub fn score(
     };
     let teacher = Teacher::load(Path::new(&cfg.teacher), options)?;
     teacher.canary()?.check()?;
-    let samples = read_samples(data)?;
-    let pairs: Vec<(String, String)> = samples
-        .iter()
-        .flat_map(|s| s.pairs().map(|(q, p)| (q.to_string(), p.to_string())))
-        .collect();
-    let range = match shard {
-        Some((i, n)) => job::shard_range(pairs.len(), i, n),
-        None => 0..pairs.len(),
-    };
-    let pairs = &pairs[range];
+    let pairs = job::shard_pairs(&read_samples(data)?, shard);
     let options = JobOptions {
         batching: Batching::Tokens(16_384),
         window: 1024,
         cache: None,
     };
     with_bar(ctx.observer, pairs.len() as u64, "pairs", |bar| {
-        job::run(&teacher, pairs, out, &options, bar)
+        job::run(&teacher, &pairs, out, &options, bar)
     })?;
     Ok(())
 }

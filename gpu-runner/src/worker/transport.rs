@@ -160,7 +160,8 @@ impl Transport {
             .timeout(TRANSFER_TIMEOUT)
             .send();
         let mut resp = answer(path, sent)?;
-        let local = |e: String| SendError::Unreachable(format!("{path} -> {}: {e}", dest.display()));
+        let local =
+            |e: String| SendError::Unreachable(format!("{path} -> {}: {e}", dest.display()));
         let mut file = AtomicFile::create(dest).map_err(|e| local(e.to_string()))?;
         resp.copy_to(&mut file).map_err(|e| local(e.to_string()))?;
         file.commit().map_err(|e| local(e.to_string()))

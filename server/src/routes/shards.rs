@@ -56,15 +56,9 @@ pub async fn shards_download(
         .filter(|k| k.is_teacher_scoring())
         .ok_or_else(|| AppError::bad("kind", "must be score_train or score_test"))?;
     let shard = state.store.finished_shard(run_id, kind, index).await?;
-    let path = settings
-        .artifact_root
-        .join(shard_file(run_id, kind, shard));
+    let path = settings.artifact_root.join(shard_file(run_id, kind, shard));
     let body = file_body(&path).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
 /// `GET /runs/{id}/jobs`: the run's jobs with their shard, status and runner.

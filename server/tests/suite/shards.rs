@@ -84,7 +84,9 @@ async fn shard_jobs_are_claimable_alone_and_gate_downstream(store: Store) {
     // Progress of a sharded stage is the mean over its shards.
     let (status, _) = report(&r, &jobs[3], "progress", json!({"progress": 0.6})).await;
     assert_eq!(status, StatusCode::OK);
-    let progress = stage(&r, run, "score_test").await["progress"].as_f64().unwrap();
+    let progress = stage(&r, run, "score_test").await["progress"]
+        .as_f64()
+        .unwrap();
     assert!((progress - 0.2).abs() < 1e-9, "{progress}");
 
     // Two of three shards done: the stage still runs and triplets wait.
@@ -100,7 +102,10 @@ async fn shard_jobs_are_claimable_alone_and_gate_downstream(store: Store) {
     let (status, _) = report(&r, &jobs[2], "complete", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let train = stage(&r, run, "score_train").await;
-    assert_eq!((&train["status"], &train["progress"]), (&json!("done"), &json!(1.0)));
+    assert_eq!(
+        (&train["status"], &train["progress"]),
+        (&json!("done"), &json!(1.0))
+    );
     let triplets = claim_kind(&r, runners[0], "triplets_train", 60_000).await;
     assert_eq!(triplets["kind"], "triplets_train");
     assert!(triplets["shard"].is_null(), "{triplets}");
@@ -109,16 +114,20 @@ async fn shard_jobs_are_claimable_alone_and_gate_downstream(store: Store) {
         .await
         .is_null());
 }
-both_backends!(shard_jobs, shard_jobs_are_claimable_alone_and_gate_downstream);
+both_backends!(
+    shard_jobs,
+    shard_jobs_are_claimable_alone_and_gate_downstream
+);
 
 async fn an_expired_shard_lease_requeues_that_shard_alone(store: Store) {
     let r = router(store.clone());
     let run = launch_sharded(&r, 3).await;
     let runner = register(&r, "gpu0").await;
-    let flaky = claim_kind(&r, runner, "score_train", 1).await;
+    // Every claim reaps expired leases first, so the short lease is claimed last.
     let steady = claim_kind(&r, runner, "score_train", 60_000).await;
-    assert_eq!(flaky["shard"]["index"], 0);
-    assert_eq!(steady["shard"]["index"], 1);
+    let flaky = claim_kind(&r, runner, "score_train", 1).await;
+    assert_eq!(steady["shard"]["index"], 0);
+    assert_eq!(flaky["shard"]["index"], 1);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert_eq!(store.reap_expired().await.unwrap(), 1);
     assert_eq!(job_status(&r, &flaky).await, "queued");
@@ -130,10 +139,13 @@ async fn an_expired_shard_lease_requeues_that_shard_alone(store: Store) {
     assert_eq!(status, StatusCode::CONFLICT);
     let again = claim_kind(&r, runner, "score_train", 60_000).await;
     assert_eq!((&again["id"], &again["attempt"]), (&flaky["id"], &json!(2)));
-    assert_eq!(again["shard"]["index"], 0);
+    assert_eq!(again["shard"]["index"], 1);
     assert_eq!(steady["attempt"], 1);
 }
-both_backends!(shard_expiry, an_expired_shard_lease_requeues_that_shard_alone);
+both_backends!(
+    shard_expiry,
+    an_expired_shard_lease_requeues_that_shard_alone
+);
 
 async fn a_shard_failing_for_good_fails_the_stage_and_the_run(store: Store) {
     let r = router(store);
@@ -144,9 +156,15 @@ async fn a_shard_failing_for_good_fails_the_stage_and_the_run(store: Store) {
     let sibling = claim_kind(&r, runner, "score_test", 60_000).await;
     let (status, _) = report(&r, &bad, "fail", json!({"message": "teacher NaN"})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(get(&r, &format!("/api/v1/runs/{run}")).await["status"], "failed");
+    assert_eq!(
+        get(&r, &format!("/api/v1/runs/{run}")).await["status"],
+        "failed"
+    );
     let failed = stage(&r, run, "score_test").await;
-    assert_eq!((&failed["status"], &failed["message"]), (&json!("failed"), &json!("teacher NaN")));
+    assert_eq!(
+        (&failed["status"], &failed["message"]),
+        (&json!("failed"), &json!("teacher NaN"))
+    );
     assert_eq!(job_status(&r, &sibling).await, "cancelled");
     let (status, _) = report(&r, &sibling, "complete", json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -155,15 +173,25 @@ async fn a_shard_failing_for_good_fails_the_stage_and_the_run(store: Store) {
     let run = launch_sharded(&r, 2).await;
     for attempt in 1..=3 {
         let job = claim_kind(&r, runner, "score_train", 1).await;
-        assert_eq!((&job["run_id"], &job["attempt"]), (&json!(run), &json!(attempt)), "{job}");
+        assert_eq!(
+            (&job["run_id"], &job["attempt"]),
+            (&json!(run), &json!(attempt)),
+            "{job}"
+        );
         assert_eq!(job["shard"]["index"], 0);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert!(claim_kind(&r, runner, "score_train", 1).await.is_null());
-    assert_eq!(get(&r, &format!("/api/v1/runs/{run}")).await["status"], "failed");
+    assert_eq!(
+        get(&r, &format!("/api/v1/runs/{run}")).await["status"],
+        "failed"
+    );
     assert_eq!(stage(&r, run, "score_train").await["status"], "failed");
 }
-both_backends!(shard_failure, a_shard_failing_for_good_fails_the_stage_and_the_run);
+both_backends!(
+    shard_failure,
+    a_shard_failing_for_good_fails_the_stage_and_the_run
+);
 
 async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
     let artifacts = tempfile::tempdir().unwrap();
@@ -202,7 +230,11 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
         .iter()
         .filter(|a| a["kind"] == "teacher_scores_shard")
         .collect();
-    assert_eq!(shards.len(), 1, "a retried upload is recorded once: {listed}");
+    assert_eq!(
+        shards.len(),
+        1,
+        "a retried upload is recorded once: {listed}"
+    );
 
     // Not downloadable before its job is done; then byte for byte.
     let download = format!("/api/v1/runs/{run}/shards/score_train/0");
@@ -212,9 +244,21 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = crate::common::get_text(&r, &download).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, text));
-    let (status, _) = send(&r, "GET", &format!("/api/v1/runs/{run}/shards/score_train/2"), None).await;
+    let (status, _) = send(
+        &r,
+        "GET",
+        &format!("/api/v1/runs/{run}/shards/score_train/2"),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = send(&r, "GET", &format!("/api/v1/runs/{run}/shards/train/0"), None).await;
+    let (status, _) = send(
+        &r,
+        "GET",
+        &format!("/api/v1/runs/{run}/shards/train/0"),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // A job that is not a shard takes no upload.
@@ -224,4 +268,7 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
     let (status, body, _) = send_with(&r, "PUT", &uri, Some(text), &header).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
-both_backends!(shard_files, shard_files_upload_idempotently_and_download_once_done);
+both_backends!(
+    shard_files,
+    shard_files_upload_idempotently_and_download_once_done
+);
