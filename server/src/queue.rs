@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use distillery_api::{
-    ClaimRequest, Event, Job, JobState, RegisterRunner, ReleaseJob, RunConfig, Runner, Shard,
-    StageKind, Status,
+    ClaimRequest, Event, Job, JobState, RegisterRunner, ReleaseJob, RunConfig, Runner, StageKind,
+    Status,
 };
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::auth::new_secret;
 use crate::error::AppError;
+use crate::shards::shard_of;
 use crate::store::{corrupt, now_ms, Backend, Store};
 
 /// Claims of one job before an expired lease fails it for good.
@@ -32,21 +33,7 @@ pub(crate) struct LeasedJob {
     pub stage_id: i64,
     pub kind: StageKind,
     /// The shard this job scores, when its stage is sharded.
-    pub shard: Option<Shard>,
-}
-
-/// The shard of a job row's `shard_index` and `shard_count`: `None` for an unsharded stage.
-pub(crate) fn shard_of(index: i64, count: i64) -> Result<Option<Shard>, AppError> {
-    if count <= 1 {
-        return Ok(None);
-    }
-    let bad = || corrupt("job shard", format!("{index}/{count}"));
-    let count = u32::try_from(count).map_err(|_| bad())?;
-    let index = u32::try_from(index)
-        .ok()
-        .filter(|i| *i < count)
-        .ok_or_else(bad)?;
-    Ok(Some(Shard { index, count }))
+    pub shard: Option<distillery_api::Shard>,
 }
 
 impl Store {

@@ -15,20 +15,40 @@ use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::AppError;
-use crate::queue::{job_status, shard_of, LeasedJob};
+use crate::queue::{job_status, LeasedJob};
 use crate::store::{corrupt, now_ms, Store};
 
 /// The artifact kind of an uploaded shard score file.
 pub const SHARD_ARTIFACT: &str = "teacher_scores_shard";
 
+/// The folder of a run's shard files, relative to the artifact root.
+fn run_shard_dir(run_id: i64) -> String {
+    format!("shards/run-{run_id}")
+}
+
 /// Where shard `shard` of stage `kind` of run `run_id` lives, relative to the artifact root.
 pub fn shard_file(run_id: i64, kind: StageKind, shard: Shard) -> String {
     format!(
-        "shards/run-{run_id}/{}-{}-of-{}.jsonl",
+        "{}/{}-{}-of-{}.jsonl",
+        run_shard_dir(run_id),
         kind.as_str(),
         shard.index,
         shard.count
     )
+}
+
+/// The shard of a job row's `shard_index` and `shard_count`: `None` for an unsharded stage.
+pub(crate) fn shard_of(index: i64, count: i64) -> Result<Option<Shard>, AppError> {
+    if count <= 1 {
+        return Ok(None);
+    }
+    let bad = || corrupt("job shard", format!("{index}/{count}"));
+    let count = u32::try_from(count).map_err(|_| bad())?;
+    let index = u32::try_from(index)
+        .ok()
+        .filter(|i| *i < count)
+        .ok_or_else(bad)?;
+    Ok(Some(Shard { index, count }))
 }
 
 impl Store {
@@ -144,6 +164,16 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Removes the uploaded shards of a deleted run; a failure is logged, the run is gone anyway.
+pub async fn remove_run_shards(root: &Path, run_id: i64) {
+    let dir = root.join(format!("shards/run-{run_id}"));
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => tracing::info!(run = run_id, "removed the run's shard files"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(run = run_id, dir = %dir.display(), "removing shard files: {e}"),
     }
 }
 

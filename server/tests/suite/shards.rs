@@ -222,7 +222,7 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
     let on_disk = artifacts
         .path()
         .join(format!("shards/run-{run}/score_train-0-of-2.jsonl"));
-    assert_eq!(std::fs::read_to_string(on_disk).unwrap(), text);
+    assert_eq!(std::fs::read_to_string(&on_disk).unwrap(), text);
     let listed = get(&r, &format!("/api/v1/runs/{run}/artifacts")).await;
     let shards: Vec<&Value> = listed
         .as_array()
@@ -267,6 +267,11 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
     let header = [("x-distillery-lease", eval["lease"].as_str().unwrap())];
     let (status, body, _) = send_with(&r, "PUT", &uri, Some(text), &header).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Deleting the run removes its shard files.
+    let (status, _) = send(&r, "DELETE", &format!("/api/v1/runs/{run}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!on_disk.exists());
 }
 both_backends!(
     shard_files,
