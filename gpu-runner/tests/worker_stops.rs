@@ -92,7 +92,11 @@ fn stop_checkpoints(workdir: &Path, run: i64) -> Vec<usize> {
 #[test]
 fn cancelling_a_run_stops_its_training_between_updates() {
     let dir = tempfile::tempdir().unwrap();
-    let config = demo_inputs(dir.path(), 3);
+    // Enough epochs that the training still runs when the cancel arrives: the first loss
+    // points reach the server a second after it starts, and three epochs of the tiny student
+    // can be over by then.
+    let epochs = 30;
+    let config = demo_inputs(dir.path(), epochs);
     let server = start_server();
     let api = Client::new(&server);
     let run = api.launch(&config);
@@ -115,7 +119,7 @@ fn cancelling_a_run_stops_its_training_between_updates() {
     assert_eq!(jobs, 5);
     assert_eq!(api.get(&format!("/runs/{run}"))["status"], "cancelled");
     assert_eq!(steps.len(), 1, "{steps:?}");
-    assert!(steps[0] >= 5 && steps[0] < planned_updates(&workdir, run, 3, 32));
+    assert!(steps[0] >= 5 && steps[0] < planned_updates(&workdir, run, epochs as usize, 32));
 }
 
 /// Updates planned for `epochs` over the run's training triplets in batches of `batch`.
