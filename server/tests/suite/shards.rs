@@ -141,6 +141,15 @@ async fn an_expired_shard_lease_requeues_that_shard_alone(store: Store) {
     assert_eq!((&again["id"], &again["attempt"]), (&flaky["id"], &json!(2)));
     assert_eq!(again["shard"]["index"], 1);
     assert_eq!(steady["attempt"], 1);
+
+    // A released shard is queued again alone; the stage is queued once no shard is leased.
+    let (status, _) = report(&r, &again, "release", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(job_status(&r, &again).await, "queued");
+    assert_eq!(stage(&r, run, "score_train").await["status"], "running");
+    let (status, _) = report(&r, &steady, "release", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stage(&r, run, "score_train").await["status"], "queued");
 }
 both_backends!(
     shard_expiry,
