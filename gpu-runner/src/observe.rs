@@ -15,8 +15,12 @@ pub trait Observer: Sync {
     fn progress(&self, _done: u64, _total: u64, _unit: &str) {}
     /// One point of a metric series (`loss`, `lr`, `grad_norm` per optimizer update).
     fn metric(&self, _name: &str, _step: u64, _value: f64) {}
-    /// A complete checkpoint of update `step` was written to `dir`.
-    fn checkpoint(&self, _step: u64, _dir: &Path) {}
+    /// A complete checkpoint of update `step` was written to `dir`. Returns whether it is
+    /// acknowledged, i.e. whoever takes the stage over resumes from it (always, without a
+    /// server): older checkpoints than the last acknowledged one may then be pruned.
+    fn checkpoint(&self, _step: u64, _dir: &Path) -> bool {
+        true
+    }
     /// Whether the stage should stop at its next safe point (cancelled, or the runner stops).
     fn should_stop(&self) -> bool {
         false
