@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_INSTRUCTION: &str =
     "Given a web search query, retrieve relevant passages that answer the query";
 
+/// The most shards a teacher-scoring stage may be cut into.
+pub const MAX_TEACHER_SHARDS: u32 = 256;
+
 /// Everything that determines a run. `Default` is the reference pipeline (§1 of the spec).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +47,9 @@ pub struct RunConfig {
     pub seed: u64,
     pub bf16: bool,
     pub at_k: u32,
+    /// Teacher scoring of each split is cut into this many shards, each a job that any runner
+    /// may take (1: one job per split). The scores do not depend on it.
+    pub teacher_shards: u32,
 }
 
 impl Default for RunConfig {
@@ -71,6 +77,7 @@ impl Default for RunConfig {
             seed: 42,
             bf16: true,
             at_k: 10,
+            teacher_shards: 1,
         }
     }
 }
@@ -155,6 +162,9 @@ impl RunConfig {
         if self.at_k == 0 || self.at_k > 1000 {
             bad("at_k", "must be between 1 and 1000");
         }
+        if self.teacher_shards == 0 || self.teacher_shards > MAX_TEACHER_SHARDS {
+            bad("teacher_shards", "must be between 1 and 256");
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -187,6 +197,7 @@ impl RunConfig {
             ("seed", self.seed.to_string()),
             ("bf16", self.bf16.to_string()),
             ("at_k", self.at_k.to_string()),
+            ("teacher_shards", self.teacher_shards.to_string()),
         ]
     }
 }
@@ -248,5 +259,20 @@ mod tests {
         assert_eq!(c.lr, 1e-4);
         assert_eq!(c.batch_size, 16);
         assert!(serde_json::from_str::<RunConfig>(r#"{"learning_rate": 1}"#).is_err());
+        assert_eq!(
+            c.teacher_shards, 1,
+            "configs stored before sharding read as one shard"
+        );
+    }
+
+    #[test]
+    fn teacher_shards_are_bounded() {
+        for (shards, ok) in [(0, false), (1, true), (3, true), (256, true), (257, false)] {
+            let c = RunConfig {
+                teacher_shards: shards,
+                ..filled()
+            };
+            assert_eq!(c.validate().is_ok(), ok, "{shards}");
+        }
     }
 }

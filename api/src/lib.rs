@@ -26,8 +26,8 @@ pub use queries::{
 };
 pub use queue::{
     Artifact, ArtifactReport, ClaimRequest, CompleteJob, EvalResult, FailJob, Job, JobState,
-    MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, Runner,
-    RunnerCatalog,
+    MetricBatch, MetricBatchAck, MetricPoint, ProgressReport, QueryResult, RegisterRunner, RunJob,
+    Runner, RunnerCatalog, Shard, ShardStored, LEASE_HEADER,
 };
 pub use runner_status::{RunnerJob, RunnerStatus};
 pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
@@ -160,6 +160,12 @@ impl StageKind {
 
     pub fn parse(s: &str) -> Option<StageKind> {
         StageKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether this stage scores a split with the teacher (the stages a run may shard, see
+    /// [`RunConfig::teacher_shards`]).
+    pub fn is_teacher_scoring(self) -> bool {
+        matches!(self, StageKind::ScoreTrain | StageKind::ScoreTest)
     }
 
     /// The stages whose outputs this stage reads.

@@ -76,6 +76,45 @@ pub struct Job {
     /// The last checkpoint a previous attempt reported, to resume from.
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// The part of a teacher-scoring stage this job scores, when the run shards it.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count` (0-based) of a teacher-scoring stage: a contiguous range of the
+/// data file's flattened pairs, so that the shards' score files concatenated in index order are
+/// the unsharded score file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// The header that carries a job's lease on the raw-body shard upload
+/// (`PUT /api/v1/jobs/{id}/shard`).
+pub const LEASE_HEADER: &str = "x-distillery-lease";
+
+/// The answer to a shard upload: where the server keeps the file and what it received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStored {
+    pub size_bytes: i64,
+    /// Hex SHA-256 of the stored file.
+    pub sha256: String,
+}
+
+/// One job of a run, as `GET /api/v1/runs/{id}/jobs` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunJob {
+    pub id: i64,
+    pub stage_id: i64,
+    pub kind: StageKind,
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    pub status: Status,
+    pub attempt: i64,
+    /// The runner that holds or last held the job.
+    #[serde(default)]
+    pub runner_id: Option<i64>,
 }
 
 /// `POST /api/v1/jobs/{id}/progress`: progress in `[0, 1]`; also extends the lease.

@@ -32,7 +32,7 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// `POST /api/v1/jobs/{id}/logs`: idempotent on (stage, attempt, seq).
+/// `POST /api/v1/jobs/{id}/logs`: idempotent on (job, attempt, seq).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogBatch {

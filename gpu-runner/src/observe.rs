@@ -15,8 +15,12 @@ pub trait Observer: Sync {
     fn progress(&self, _done: u64, _total: u64, _unit: &str) {}
     /// One point of a metric series (`loss`, `lr`, `grad_norm` per optimizer update).
     fn metric(&self, _name: &str, _step: u64, _value: f64) {}
-    /// A complete checkpoint of update `step` was written to `dir`.
-    fn checkpoint(&self, _step: u64, _dir: &Path) {}
+    /// A complete checkpoint of update `step` was written to `dir`. Returns whether it is
+    /// acknowledged, i.e. whoever takes the stage over resumes from it (always, without a
+    /// server): older checkpoints than the last acknowledged one may then be pruned.
+    fn checkpoint(&self, _step: u64, _dir: &Path) -> bool {
+        true
+    }
     /// Whether the stage should stop at its next safe point (cancelled, or the runner stops).
     fn should_stop(&self) -> bool {
         false
@@ -38,15 +42,20 @@ pub struct StageContext<'a> {
     /// Resume the training only from a checkpoint at or before this update (the last one a
     /// server acknowledged; 0 starts afresh); `None` resumes from the latest one on disk.
     pub resume_max_step: Option<usize>,
+    /// Where the shards of a sharded teacher scoring come from; without one, a stage that
+    /// needs the scores computes them here.
+    pub shards: Option<&'a dyn crate::pipeline::shards::ShardSource>,
 }
 
 impl StageContext<'static> {
-    /// No observer, no periodic checkpoints, resume from the latest checkpoint.
+    /// No observer, no periodic checkpoints, resume from the latest checkpoint, no shard
+    /// source.
     pub fn silent() -> Self {
         StageContext {
             observer: &Silent,
             checkpoint_every: None,
             resume_max_step: None,
+            shards: None,
         }
     }
 }

@@ -180,3 +180,76 @@ fn score_command_end_to_end() {
     assert_eq!(shard_records.len(), 3);
     assert_eq!(shard_records[0].passage, "trains");
 }
+
+/// The shards' score files of a run, as a server would hand them back.
+struct LocalShards {
+    rundir: std::path::PathBuf,
+    stage: String,
+}
+
+impl gpu_runner::pipeline::shards::ShardSource for LocalShards {
+    fn fetch(
+        &self,
+        _kind: distillery_api::StageKind,
+        index: usize,
+        count: usize,
+        dest: &Path,
+    ) -> gpu_runner::Result<()> {
+        let from =
+            gpu_runner::pipeline::shards::shard_path(&self.rundir, &self.stage, index, count);
+        std::fs::copy(&from, dest).map_err(|e| gpu_runner::Error::io(&from, e))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn model_teacher_shards_concatenate_to_the_unsharded_score_file() {
+    use distillery_api::{RunConfig, StageKind};
+    use gpu_runner::observe::{Silent, StageContext};
+    use gpu_runner::pipeline::{scoring_stage, shards, stages};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            "{\"query\": \"reverse a list\", \"positive\": [\"use reversed()\"], \"negative\": [\"cake\", \"trains\"]}\n",
+            "{\"query\": \"parse int in Java\", \"positive\": [\"Integer.parseInt\"], \"negative\": [\"tomatoes\", \"a much longer passage about nothing in particular\"]}\n",
+            "{\"query\": \"sort a map\", \"positive\": [\"sorted(d.items())\"], \"negative\": [\"maps of Europe\"]}\n",
+        ),
+    )
+    .unwrap();
+    let path = data.display().to_string();
+    let cfg = RunConfig {
+        teacher: teacher_support::tiny_model_dir().display().to_string(),
+        student: "unused".into(),
+        train_data: path.clone(),
+        test_data: path,
+        teacher_max_length: 256,
+        teacher_shards: 3,
+        ..RunConfig::default()
+    };
+    let ctx = StageContext::silent();
+    let device = candle_core::Device::Cpu;
+    let whole = dir.path().join("whole.jsonl");
+    stages::score(&cfg, &data, &whole, &device, &ctx, None).unwrap();
+
+    let rundir = dir.path().join("run");
+    for i in 0..3 {
+        let (file, reused) =
+            shards::score_shard(&cfg, &rundir, StageKind::ScoreTrain, (i, 3), &device, &ctx)
+                .unwrap();
+        assert!(!reused && file.is_file());
+    }
+    let (_, again) =
+        shards::score_shard(&cfg, &rundir, StageKind::ScoreTrain, (1, 3), &device, &ctx).unwrap();
+    assert!(again, "a finished shard is reused");
+    let source = LocalShards {
+        rundir: rundir.clone(),
+        stage: scoring_stage(&cfg, StageKind::ScoreTrain).unwrap().1,
+    };
+    let merged = dir.path().join("merged.jsonl");
+    shards::merge_shards(StageKind::ScoreTrain, 3, &data, &merged, &source, &Silent).unwrap();
+    assert_eq!(read_scores(&merged).unwrap().len(), 8);
+    assert!(std::fs::read(&merged).unwrap() == std::fs::read(&whole).unwrap());
+}

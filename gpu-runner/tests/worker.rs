@@ -68,6 +68,30 @@ fn worker_takes_a_bm25_demo_run_to_done_and_streams_it() {
         "{eval_after}"
     );
 
+    // Every checkpoint was acknowledged, so only the newest two were kept.
+    let stages = dir.path().join(format!("runner/run-{id}/stages"));
+    let train_dir = std::fs::read_dir(&stages)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("train-"))
+        .unwrap()
+        .path();
+    let mut kept: Vec<i64> = std::fs::read_dir(train_dir.join("model"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("checkpoint-")?.parse().ok()
+        })
+        .collect();
+    kept.sort_unstable();
+    let last = n - n % 10;
+    assert_eq!(
+        kept,
+        [last - 10, last],
+        "checkpoints every 10 of {n} updates"
+    );
+
     // The training's log lines reached the server, numbered from 0 in order.
     let lines = api.get(&format!("/runs/{id}/logs?stage=train&tail=50"));
     let lines = lines.as_array().unwrap();

@@ -16,6 +16,7 @@ pub mod queue;
 pub mod reports;
 pub mod routes;
 pub mod series;
+pub mod shards;
 pub mod store;
 
 use std::any::Any;

@@ -1,5 +1,5 @@
 //! Stage logs: the lines a runner streams while a stage runs (`POST /jobs/{id}/logs`), stored
-//! idempotently on (stage, attempt, seq) and read back as a tail (`GET /runs/{id}/logs`).
+//! idempotently on (job, attempt, seq) (a sharded stage has one job per shard) and read back as a tail (`GET /runs/{id}/logs`).
 
 use distillery_api::{Event, LogBatch, StageKind, StageLogLine};
 use sqlx::{AssertSqlSafe, Row};
@@ -13,7 +13,7 @@ pub const MAX_LOG_BATCH: usize = 1000;
 pub const MAX_LOG_LINE: usize = 2000;
 /// Most lines one tail request returns.
 pub const MAX_TAIL: i64 = 5000;
-/// Lines inserted per statement (7 parameters each).
+/// Lines inserted per statement (8 parameters each).
 const LOG_CHUNK: usize = 250;
 
 const LEVELS: [&str; 5] = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
@@ -31,7 +31,7 @@ fn clip(message: &str) -> String {
 
 impl Store {
     /// Stores a batch of log lines of the job's current attempt; a line already stored for
-    /// (stage, attempt, seq) is kept as is. Returns how many lines were new.
+    /// (job, attempt, seq) is kept as is. Returns how many lines were new.
     pub async fn report_logs(&self, job_id: i64, b: &LogBatch) -> Result<u64, AppError> {
         if b.lines.len() > MAX_LOG_BATCH {
             return Err(AppError::bad(
@@ -64,13 +64,13 @@ impl Store {
         for chunk in b.lines.chunks(LOG_CHUNK) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let p: Vec<String> = (1..=7).map(|k| format!("${}", i * 7 + k)).collect();
+                    let p: Vec<String> = (1..=8).map(|k| format!("${}", i * 8 + k)).collect();
                     format!("({})", p.join(", "))
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO stage_logs (run_id, stage_id, attempt, seq, time_ms, level, message) \
-                 VALUES {} ON CONFLICT (stage_id, attempt, seq) DO NOTHING",
+                "INSERT INTO stage_logs (run_id, stage_id, job_id, attempt, seq, time_ms, level, \
+                 message) VALUES {} ON CONFLICT (job_id, attempt, seq) DO NOTHING",
                 rows.join(", ")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -78,6 +78,7 @@ impl Store {
                 q = q
                     .bind(job.run_id)
                     .bind(job.stage_id)
+                    .bind(job.id)
                     .bind(attempt)
                     .bind(l.seq)
                     .bind(l.time_ms)

@@ -16,6 +16,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::auth::new_secret;
 use crate::error::AppError;
+use crate::shards::shard_of;
 use crate::store::{corrupt, now_ms, Backend, Store};
 
 /// Claims of one job before an expired lease fails it for good.
@@ -31,6 +32,8 @@ pub(crate) struct LeasedJob {
     pub run_id: i64,
     pub stage_id: i64,
     pub kind: StageKind,
+    /// The shard this job scores, when its stage is sharded.
+    pub shard: Option<distillery_api::Shard>,
 }
 
 impl Store {
@@ -157,7 +160,7 @@ impl Store {
         let row = sqlx::query(
             "UPDATE jobs SET status = 'leased', attempt = attempt + 1, runner_id = $1, lease = $2, \
              lease_ms = $3, lease_until_ms = $4 WHERE id = $5 \
-             RETURNING run_id, stage_id, kind, attempt",
+             RETURNING run_id, stage_id, kind, attempt, shard_index, shard_count",
         )
         .bind(runner_id)
         .bind(&lease)
@@ -171,6 +174,7 @@ impl Store {
         let kind: String = row.try_get(2)?;
         let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
         let attempt: i64 = row.try_get(3)?;
+        let shard = shard_of(row.try_get(4)?, row.try_get(5)?)?;
         let stage = sqlx::query(
             "UPDATE stages SET status = 'running', runner = $1, attempt = $2, \
              started_ms = COALESCE(started_ms, $3) WHERE id = $4 RETURNING checkpoint",
@@ -215,6 +219,7 @@ impl Store {
             lease_until_ms: now + lease_ms,
             config,
             checkpoint,
+            shard,
         }))
     }
 
@@ -257,15 +262,12 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE stages SET status = 'queued', runner = NULL WHERE id = $1")
-                .bind(stage_id)
-                .execute(&mut *tx)
-                .await?;
+            let status = requeue_stage_in(&mut tx, stage_id, self.for_update(false)).await?;
             events.push(Event::StageStatus {
                 run_id,
                 stage_id,
                 kind,
-                status: Status::Queued,
+                status,
                 attempt,
             });
         }
@@ -284,7 +286,8 @@ impl Store {
         lease: &str,
     ) -> Result<LeasedJob, AppError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT run_id, stage_id, kind, status, lease FROM jobs WHERE id = $1{}",
+            "SELECT run_id, stage_id, kind, status, lease, shard_index, shard_count FROM jobs \
+             WHERE id = $1{}",
             self.for_update(false)
         )))
         .bind(job_id)
@@ -304,6 +307,7 @@ impl Store {
             run_id: row.try_get(0)?,
             stage_id: row.try_get(1)?,
             kind: StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
+            shard: shard_of(row.try_get(5)?, row.try_get(6)?)?,
         })
     }
 
@@ -348,14 +352,15 @@ impl Store {
         .await?
         .try_get(0)?;
         sqlx::query(
-            "UPDATE stages SET status = 'queued', runner = NULL, \
-             checkpoint = COALESCE($1, checkpoint), message = COALESCE($2, message) WHERE id = $3",
+            "UPDATE stages SET checkpoint = COALESCE($1, checkpoint), \
+             message = COALESCE($2, message) WHERE id = $3",
         )
         .bind(&r.checkpoint)
         .bind(&r.message)
         .bind(job.stage_id)
         .execute(&mut *tx)
         .await?;
+        let status = requeue_stage_in(&mut tx, job.stage_id, self.for_update(false)).await?;
         tx.commit().await?;
         tracing::info!(
             job = job_id,
@@ -366,7 +371,7 @@ impl Store {
             run_id: job.run_id,
             stage_id: job.stage_id,
             kind: job.kind,
-            status: Status::Queued,
+            status,
             attempt,
         });
         Ok(())
@@ -389,12 +394,37 @@ impl Store {
 }
 
 /// How a job's queue status reads as a [`Status`].
-fn job_status(s: &str) -> Status {
+pub(crate) fn job_status(s: &str) -> Status {
     match s {
         "leased" => Status::Running,
         "blocked" | "ready" => Status::Queued,
         other => Status::parse(other).unwrap_or(Status::Failed),
     }
+}
+
+/// The stage of a job that just went back to the queue: it stays running while a sibling shard
+/// is leased or finished, and is queued again (with no runner) otherwise. Returns its status.
+async fn requeue_stage_in(
+    conn: &mut AnyConnection,
+    stage_id: i64,
+    lock: &str,
+) -> Result<Status, AppError> {
+    crate::reports::lock_stage_in(conn, stage_id, lock).await?;
+    let busy: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM jobs WHERE stage_id = $1 AND status IN ('leased', 'done', 'skipped')",
+    )
+    .bind(stage_id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    if busy > 0 {
+        return Ok(Status::Running);
+    }
+    sqlx::query("UPDATE stages SET status = 'queued', runner = NULL WHERE id = $1")
+        .bind(stage_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Status::Queued)
 }
 
 /// Marks job `job_id` and its stage failed, and the run failed with its other work cancelled.

@@ -28,29 +28,42 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let job = self.check_lease(&mut tx, job_id, &r.lease).await?;
-        sqlx::query("UPDATE jobs SET lease_until_ms = $1 + lease_ms WHERE id = $2")
+        sqlx::query("UPDATE jobs SET lease_until_ms = $1 + lease_ms, progress = $2 WHERE id = $3")
             .bind(now)
+            .bind(r.progress)
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE stages SET progress = $1, message = COALESCE($2, message), \
-             checkpoint = COALESCE($3, checkpoint) WHERE id = $4",
+        // A sharded stage's progress is the mean over its shards (they differ by at most one
+        // pair); its message and counts are the reporting shard's.
+        let (message, detail) = match job.shard {
+            None => (r.message.clone(), r.detail.clone()),
+            Some(s) => (
+                r.message
+                    .as_ref()
+                    .map(|m| format!("shard {}/{}: {m}", s.index + 1, s.count)),
+                None,
+            ),
+        };
+        let progress: f64 = sqlx::query(
+            "UPDATE stages SET progress = (SELECT AVG(progress) FROM jobs WHERE stage_id = $1), \
+             message = COALESCE($2, message), checkpoint = COALESCE($3, checkpoint) \
+             WHERE id = $1 RETURNING progress",
         )
-        .bind(r.progress)
-        .bind(&r.message)
-        .bind(&r.checkpoint)
         .bind(job.stage_id)
-        .execute(&mut *tx)
-        .await?;
+        .bind(&message)
+        .bind(&r.checkpoint)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
         tx.commit().await?;
         self.events().publish(Event::Progress {
             run_id: job.run_id,
             stage_id: job.stage_id,
             kind: job.kind,
-            progress: r.progress,
-            message: r.message.clone(),
-            detail: r.detail.clone(),
+            progress,
+            message,
+            detail,
         });
         Ok(())
     }
@@ -201,21 +214,15 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         let job = self.check_lease(&mut tx, job_id, &c.lease).await?;
-        sqlx::query("UPDATE jobs SET status = $1, lease = NULL WHERE id = $2")
+        sqlx::query("UPDATE jobs SET status = $1, lease = NULL, progress = 1 WHERE id = $2")
             .bind(status.as_str())
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE stages SET status = $1, progress = 1, finished_ms = $2, message = COALESCE($3, message) WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(now)
-        .bind(&c.message)
-        .bind(job.stage_id)
-        .execute(&mut *tx)
-        .await?;
         // Rows are locked in the order jobs, stages, runs everywhere, so writers never deadlock.
+        let lock = self.for_update(false);
+        let stage_status =
+            finish_stage_in(&mut tx, job.stage_id, lock, now, c.message.as_deref()).await?;
         let finished = unblock_dependents(&mut tx, job.run_id).await?;
         store_evals(&mut tx, job.run_id, job.stage_id, c, now).await?;
         merge_manifest(&mut tx, job.run_id, &c.manifest).await?;
@@ -236,7 +243,7 @@ impl Store {
             run_id: job.run_id,
             stage_id: job.stage_id,
             kind: job.kind,
-            status,
+            status: stage_status,
             attempt,
         });
         if finished {
@@ -267,6 +274,70 @@ impl Store {
             .await?
             .try_get(0)?)
     }
+}
+
+/// Records that one of a stage's jobs finished: the stage is done (skipped when every job
+/// reused its output) once all its jobs are, and meanwhile running, its progress the mean over
+/// its shards. Returns the stage's status.
+async fn finish_stage_in(
+    conn: &mut AnyConnection,
+    stage_id: i64,
+    lock: &str,
+    now: i64,
+    message: Option<&str>,
+) -> Result<Status, AppError> {
+    lock_stage_in(conn, stage_id, lock).await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*), SUM(CASE WHEN status IN ('done', 'skipped') THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN status = 'skipped' THEN 1 ELSE 0 END) FROM jobs WHERE stage_id = $1",
+    )
+    .bind(stage_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (jobs, finished, skipped): (i64, i64, i64) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if finished < jobs {
+        sqlx::query(
+            "UPDATE stages SET progress = (SELECT AVG(progress) FROM jobs WHERE stage_id = $1) \
+             WHERE id = $1",
+        )
+        .bind(stage_id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Status::Running);
+    }
+    let status = if skipped == jobs {
+        Status::Skipped
+    } else {
+        Status::Done
+    };
+    sqlx::query(
+        "UPDATE stages SET status = $1, progress = 1, finished_ms = $2, \
+         message = COALESCE($3, message) WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(now)
+    .bind(message)
+    .bind(stage_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(status)
+}
+
+/// Locks a stage row (`lock` is [`Store::for_update`]) before its jobs are counted, so that two
+/// shards finishing at once see each other: the last one to take the lock finishes the stage.
+pub(crate) async fn lock_stage_in(
+    conn: &mut AnyConnection,
+    stage_id: i64,
+    lock: &str,
+) -> Result<(), AppError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM stages WHERE id = $1{lock}"
+    )))
+    .bind(stage_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Rejects absolute paths and any `..`: artifact paths are relative to the artifact root.

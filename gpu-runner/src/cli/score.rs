@@ -74,7 +74,12 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         .clone()
         .filter(|_| args.kind == TeacherKind::Qwen3Reranker)
     else {
-        let n = bm25::score_file(&args.input, &args.output, bm25::Bm25Params::default())?;
+        let n = bm25::score_file_shard(
+            &args.input,
+            &args.output,
+            bm25::Bm25Params::default(),
+            args.shard,
+        )?;
         tracing::info!(pairs = n, output = %args.output.display(), "BM25 scores written");
         return Ok(());
     };
@@ -99,16 +104,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     }
 
     let samples = gpu_runner::data::read_samples(&args.input)?;
-    let pairs: Vec<(String, String)> = samples
-        .iter()
-        .flat_map(|s| s.pairs().map(|(q, p)| (q.to_string(), p.to_string())))
-        .collect();
-    let range = match args.shard {
-        Some((i, n)) => job::shard_range(pairs.len(), i, n),
-        None => 0..pairs.len(),
-    };
-    let pairs = &pairs[range.clone()];
-    tracing::info!(pairs = pairs.len(), first = range.start, "scoring");
+    let pairs = job::shard_pairs(&samples, args.shard);
+    tracing::info!(pairs = pairs.len(), shard = ?args.shard, "scoring");
 
     let batching = match (args.batch_size, args.batch_tokens) {
         (Some(n), _) => Batching::Size(n),
@@ -132,7 +129,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let bar = ProgressBar::new(pairs.len() as u64).with_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} pairs  {per_sec}  ETA {eta}  {msg}",
     )?);
-    let report = job::run(&teacher, pairs, &args.output, &job_options, &bar)?;
+    let report = job::run(&teacher, &pairs, &args.output, &job_options, &bar)?;
     bar.finish();
     tracing::info!(
         total = report.total,

@@ -43,6 +43,9 @@ pub struct WorkArgs {
     /// two levels down, the launch form offers as choices. Repeatable.
     #[arg(long)]
     pub catalog: Vec<PathBuf>,
+    /// Exit after finishing this many jobs (e.g. one job per batch-scheduler allocation).
+    #[arg(long)]
+    pub max_jobs: Option<usize>,
 }
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
@@ -87,6 +90,7 @@ pub fn run(args: WorkArgs, logs: LogCapture) -> anyhow::Result<()> {
     opts.checkpoint_every = (args.checkpoint_every > 0).then_some(args.checkpoint_every);
     opts.logs = Some(logs);
     opts.catalog = args.catalog;
+    opts.max_jobs = args.max_jobs;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(&stop);
     let done = work(&opts, &device, &stop)?;

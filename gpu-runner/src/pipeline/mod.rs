@@ -8,6 +8,7 @@
 
 pub mod manifest;
 pub mod query_detail;
+pub mod shards;
 pub mod stages;
 
 use std::path::{Path, PathBuf};
@@ -112,7 +113,7 @@ impl Runner<'_> {
         work: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<(PathBuf, String)> {
         let key = stage_key(kind.as_str(), params, inputs);
-        let name = format!("{}-{}", kind.as_str(), &key[..16]);
+        let name = stage_name(kind, &key);
         let dir = self.dir.join("stages").join(&name);
         if !self.needs(kind) {
             return Ok((dir, key));
@@ -140,6 +141,49 @@ impl Runner<'_> {
         });
         Ok((dir, key))
     }
+}
+
+/// The directory name of stage `kind` with key `key`.
+fn stage_name(kind: StageKind, key: &str) -> String {
+    format!("{}-{}", kind.as_str(), &key[..16])
+}
+
+/// The hash of the teacher model directory (empty for the BM25 teacher, which has none).
+fn teacher_hash(cfg: &RunConfig) -> Result<String> {
+    match cfg.teacher_kind.as_str() {
+        "bm25" => Ok(String::new()),
+        _ => hash_path(Path::new(&cfg.teacher)),
+    }
+}
+
+/// The parameters that key a teacher-scoring stage. Not the sharding: the shards concatenate
+/// to the same file.
+fn teacher_params(cfg: &RunConfig) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        cfg.teacher_kind, cfg.prompt, cfg.instruction, cfg.teacher_max_length
+    )
+}
+
+/// The data file that the teacher-scoring stage `kind` of `cfg` scores, and the name of its
+/// content-addressed stage directory.
+pub fn scoring_stage(cfg: &RunConfig, kind: StageKind) -> Result<(PathBuf, String)> {
+    let data = match kind {
+        StageKind::ScoreTrain => PathBuf::from(&cfg.train_data),
+        StageKind::ScoreTest => PathBuf::from(&cfg.test_data),
+        other => {
+            return Err(Error::Other(format!(
+                "{} is not a teacher-scoring stage",
+                other.as_str()
+            )))
+        }
+    };
+    let key = stage_key(
+        kind.as_str(),
+        &teacher_params(cfg),
+        &[&teacher_hash(cfg)?, &hash_path(&data)?],
+    );
+    Ok((data, stage_name(kind, &key)))
 }
 
 /// Runs every stage of `cfg` into `rundir` on `device` and returns the report.
@@ -175,24 +219,24 @@ pub fn run_through_with(
     let train_data = Path::new(&cfg.train_data);
     let test_data = Path::new(&cfg.test_data);
     let student = Path::new(&cfg.student);
-    let teacher_hash = match cfg.teacher_kind.as_str() {
-        "bm25" => String::new(),
-        _ => hash_path(Path::new(&cfg.teacher))?,
-    };
+    let teacher_hash = teacher_hash(cfg)?;
     let (h_train, h_test, h_student) = (
         hash_path(train_data)?,
         hash_path(test_data)?,
         hash_path(student)?,
     );
-    let teacher_params = format!(
-        "{}|{}|{}|{}",
-        cfg.teacher_kind, cfg.prompt, cfg.instruction, cfg.teacher_max_length
-    );
+    let teacher_params = teacher_params(cfg);
     let triplet_params = format!(
         "{}|{}|{}|{}",
         cfg.top_k, cfg.num_negatives, cfg.sampling, cfg.seed
     );
-    let cfg_json = serde_json::to_string(cfg).map_err(|e| Error::Other(e.to_string()))?;
+    // The training's key holds the whole config but not how the teacher scoring was split:
+    // a sharded run trains on the same triplets as an unsharded one.
+    let unsharded = RunConfig {
+        teacher_shards: 1,
+        ..cfg.clone()
+    };
+    let cfg_json = serde_json::to_string(&unsharded).map_err(|e| Error::Other(e.to_string()))?;
     let mut r = Runner {
         dir: rundir,
         records: Vec::new(),
@@ -203,7 +247,10 @@ pub fn run_through_with(
         StageKind::ScoreTrain,
         &teacher_params,
         &[&teacher_hash, &h_train],
-        |d| score(cfg, train_data, &d.join("scores.jsonl"), device, &ctx),
+        |d| {
+            let out = d.join("scores.jsonl");
+            shards::score_split(cfg, StageKind::ScoreTrain, train_data, &out, device, &ctx)
+        },
     )?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
@@ -212,7 +259,10 @@ pub fn run_through_with(
         StageKind::ScoreTest,
         &teacher_params,
         &[&teacher_hash, &h_test],
-        |d| score(cfg, test_data, &d.join("scores.jsonl"), device, &ctx),
+        |d| {
+            let out = d.join("scores.jsonl");
+            shards::score_split(cfg, StageKind::ScoreTest, test_data, &out, device, &ctx)
+        },
     )?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));

@@ -19,16 +19,18 @@ use crate::train::{train_observed, TrainConfig, TrainHooks};
 use crate::triplets::{run_triplets, Sampling, TripletOptions};
 use crate::{Error, Result};
 
-/// Scores every pair of `data` with the configured teacher into `out`.
+/// Scores every pair of `data` with the configured teacher into `out`, or only shard `i` of
+/// `n` of them ([`job::shard_range`]) when `shard` is given.
 pub fn score(
     cfg: &RunConfig,
     data: &Path,
     out: &Path,
     device: &Device,
     ctx: &StageContext<'_>,
+    shard: Option<(usize, usize)>,
 ) -> Result<()> {
     if cfg.teacher_kind == "bm25" {
-        let n = bm25::score_file(data, out, Bm25Params::default())? as u64;
+        let n = bm25::score_file_shard(data, out, Bm25Params::default(), shard)? as u64;
         ctx.observer.progress(n, n, "pairs");
         return Ok(());
     }
@@ -42,11 +44,7 @@ pub fn score(
     };
     let teacher = Teacher::load(Path::new(&cfg.teacher), options)?;
     teacher.canary()?.check()?;
-    let samples = read_samples(data)?;
-    let pairs: Vec<(String, String)> = samples
-        .iter()
-        .flat_map(|s| s.pairs().map(|(q, p)| (q.to_string(), p.to_string())))
-        .collect();
+    let pairs = job::shard_pairs(&read_samples(data)?, shard);
     let options = JobOptions {
         batching: Batching::Tokens(16_384),
         window: 1024,

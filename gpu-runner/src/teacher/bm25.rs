@@ -4,9 +4,11 @@
 //! scores go to a score file in the same format and the same flattened pair order as the
 //! model teacher's ([`crate::scores`]), so every later stage is unchanged. The corpus
 //! statistics (document frequencies, average length) are taken over the distinct passages of
-//! the data file being scored.
+//! the whole data file being scored, also when only a shard of its pairs is scored, so a pair's
+//! score does not depend on the shard it falls in.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
 use crate::data::{read_samples, Sample};
@@ -96,7 +98,13 @@ impl Bm25Index {
         } else {
             1.0
         };
-        let query_terms: HashSet<String> = terms(query).into_iter().collect();
+        // Each distinct query term once, summed in query order: a HashSet's order changes from
+        // one set to the next, and with it the last bits of the sum.
+        let mut seen = HashSet::new();
+        let query_terms: Vec<String> = terms(query)
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
         query_terms
             .iter()
             .map(|t| {
@@ -109,10 +117,19 @@ impl Bm25Index {
 
 /// Scores every flattened pair of `samples`, in order.
 pub fn score_samples(samples: &[Sample], params: Bm25Params) -> Vec<f64> {
+    let total = samples.iter().map(Sample::n_pairs).sum();
+    score_range(samples, params, 0..total)
+}
+
+/// Scores the flattened pairs `range` of `samples`, in order, with the statistics of all of
+/// `samples`.
+pub fn score_range(samples: &[Sample], params: Bm25Params, range: Range<usize>) -> Vec<f64> {
     let index = Bm25Index::of(samples, params);
     samples
         .iter()
         .flat_map(|s| s.pairs())
+        .skip(range.start)
+        .take(range.len())
         .map(|(q, p)| index.score(q, p))
         .collect()
 }
@@ -120,10 +137,27 @@ pub fn score_samples(samples: &[Sample], params: Bm25Params) -> Vec<f64> {
 /// Scores the data file `input` with BM25 and writes the score file `output` atomically.
 /// Returns the number of pairs written.
 pub fn score_file(input: &Path, output: &Path, params: Bm25Params) -> Result<usize> {
+    score_file_shard(input, output, params, None)
+}
+
+/// [`score_file`] for shard `i` of `n` ([`crate::teacher::job::shard_range`]) of the flattened
+/// pairs when `shard` is given: the shards' files concatenated in order are the whole file.
+pub fn score_file_shard(
+    input: &Path,
+    output: &Path,
+    params: Bm25Params,
+    shard: Option<(usize, usize)>,
+) -> Result<usize> {
     let samples = read_samples(input)?;
-    let scores = score_samples(&samples, params);
+    let total = samples.iter().map(Sample::n_pairs).sum();
+    let range = match shard {
+        Some((i, n)) => crate::teacher::job::shard_range(total, i, n),
+        None => 0..total,
+    };
+    let scores = score_range(&samples, params, range.clone());
     let mut writer = ScoreWriter::create(output)?;
-    for ((query, passage), score) in samples.iter().flat_map(|s| s.pairs()).zip(scores) {
+    let pairs = samples.iter().flat_map(|s| s.pairs()).skip(range.start);
+    for ((query, passage), score) in pairs.zip(scores) {
         writer.write(&ScoreRecord {
             query: query.to_string(),
             passage: passage.to_string(),
@@ -158,6 +192,43 @@ mod tests {
         assert_eq!(scores.len(), 4);
         assert!(scores[1] > scores[0], "{scores:?}");
         assert!(scores[0] > 0.0 && scores[2] == 0.0 && scores[3] == 0.0);
+    }
+
+    #[test]
+    fn a_pair_scores_the_same_in_every_shard() {
+        let s = vec![
+            sample("rust string", &["rust string type"], &["java list"]),
+            sample("python date", &["python date time"], &["rust date", "c"]),
+            sample("java list", &["java list method"], &["list of rust"]),
+        ];
+        let whole = score_samples(&s, Bm25Params::default());
+        assert_eq!(whole.len(), 7);
+        for n in 1..=4 {
+            let mut joined = Vec::new();
+            for i in 0..n {
+                let range = crate::teacher::job::shard_range(whole.len(), i, n);
+                joined.extend(score_range(&s, Bm25Params::default(), range));
+            }
+            assert_eq!(joined, whole, "{n} shards");
+        }
+        // The statistics are the whole file's: a shard scored alone would differ.
+        let alone = score_samples(&s[..1], Bm25Params::default());
+        assert_ne!(alone[..2], whole[..2]);
+    }
+
+    #[test]
+    fn scores_are_the_same_bits_every_time() {
+        let s = vec![sample(
+            "set can do with an answer",
+            &["set set an an do use can with", "answer with a set"],
+            &["an unrelated passage", "do can set"],
+        )];
+        let first = score_samples(&s, Bm25Params::default());
+        for _ in 0..20 {
+            let again = score_samples(&s, Bm25Params::default());
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&again), bits(&first));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::ScoreCache;
 use super::{plan_batches, Batching, Teacher};
+use crate::data::Sample;
 use crate::scores::ScoreWriter;
 use crate::{Error, Result};
 
@@ -64,6 +65,23 @@ pub fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
 /// shard outputs concatenated in order give the unsharded file.
 pub fn shard_range(total: usize, i: usize, n: usize) -> Range<usize> {
     (i * total / n)..((i + 1) * total / n)
+}
+
+/// The flattened (query, passage) pairs of `samples` that shard `i` of `n` scores (all of them
+/// without a shard), in order: what `gpu-runner score --shard i/n` and a shard job score.
+pub fn shard_pairs(samples: &[Sample], shard: Option<(usize, usize)>) -> Vec<(String, String)> {
+    let total: usize = samples.iter().map(Sample::n_pairs).sum();
+    let range = match shard {
+        Some((i, n)) => shard_range(total, i, n),
+        None => 0..total,
+    };
+    samples
+        .iter()
+        .flat_map(|s| s.pairs())
+        .skip(range.start)
+        .take(range.len())
+        .map(|(q, p)| (q.to_string(), p.to_string()))
+        .collect()
 }
 
 /// The partial file beside `output`.

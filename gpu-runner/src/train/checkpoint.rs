@@ -38,20 +38,16 @@ pub fn checkpoint_dir(out: &Path, step: usize) -> PathBuf {
     out.join(format!("checkpoint-{step}"))
 }
 
-/// The checkpoint with the highest step under `out`, if any.
-pub fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
-    latest_checkpoint_upto(out, None)
-}
+/// How many of the newest checkpoints pruning keeps, besides the last acknowledged one.
+pub const KEEP_CHECKPOINTS: usize = 2;
 
-/// The complete checkpoint with the highest step not above `max_step` (any when `None`).
-pub fn latest_checkpoint_upto(
-    out: &Path,
-    max_step: Option<usize>,
-) -> Result<Option<(usize, PathBuf)>> {
+/// The steps of the `checkpoint-<step>` directories under `out`, each with whether it is
+/// complete, in no particular order.
+fn checkpoint_steps(out: &Path) -> Result<Vec<(usize, bool)>> {
     let Ok(entries) = std::fs::read_dir(out) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let mut best: Option<(usize, PathBuf)> = None;
+    let mut steps = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(out, e))?;
         let name = entry.file_name();
@@ -62,13 +58,52 @@ pub fn latest_checkpoint_upto(
         else {
             continue;
         };
-        let complete = entry.path().join(STATE_FILE).is_file();
-        let allowed = max_step.is_none_or(|max| step <= max);
-        if complete && allowed && best.as_ref().is_none_or(|(s, _)| step > *s) {
-            best = Some((step, entry.path()));
-        }
+        steps.push((step, entry.path().join(STATE_FILE).is_file()));
     }
-    Ok(best)
+    Ok(steps)
+}
+
+/// Removes the checkpoints under `out` from before update `current`, except the newest
+/// [`KEEP_CHECKPOINTS`] complete ones up to `current` and the one of update `acknowledged` (the
+/// one a server hands to whoever takes the stage over). Checkpoints after `current`, left by an
+/// attempt that went further, are left alone. Returns the steps removed, ascending.
+pub fn prune_checkpoints(out: &Path, current: usize, acknowledged: usize) -> Result<Vec<usize>> {
+    let mut complete: Vec<usize> = checkpoint_steps(out)?
+        .into_iter()
+        .filter(|&(step, done)| done && step <= current)
+        .map(|(step, _)| step)
+        .collect();
+    complete.sort_unstable();
+    let newest = &complete[complete.len().saturating_sub(KEEP_CHECKPOINTS)..];
+    let mut removed: Vec<usize> = checkpoint_steps(out)?
+        .into_iter()
+        .map(|(step, _)| step)
+        .filter(|&step| step < current && step != acknowledged && !newest.contains(&step))
+        .collect();
+    removed.sort_unstable();
+    for &step in &removed {
+        let dir = checkpoint_dir(out, step);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(removed)
+}
+
+/// The checkpoint with the highest step under `out`, if any.
+pub fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
+    latest_checkpoint_upto(out, None)
+}
+
+/// The complete checkpoint with the highest step not above `max_step` (any when `None`).
+pub fn latest_checkpoint_upto(
+    out: &Path,
+    max_step: Option<usize>,
+) -> Result<Option<(usize, PathBuf)>> {
+    let best = checkpoint_steps(out)?
+        .into_iter()
+        .filter(|&(step, complete)| complete && max_step.is_none_or(|max| step <= max))
+        .map(|(step, _)| step)
+        .max();
+    Ok(best.map(|step| (step, checkpoint_dir(out, step))))
 }
 
 /// Writes the optimizer moments and the state; the model files are written by the caller.
@@ -98,4 +133,49 @@ pub fn load_training_state(dir: &Path) -> Result<(HashMap<String, Tensor>, Train
             message: format!("cannot read optimizer state: {e}"),
         })?;
     Ok((moments, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(out: &Path, step: usize, complete: bool) {
+        let dir = checkpoint_dir(out, step);
+        std::fs::create_dir_all(&dir).unwrap();
+        if complete {
+            std::fs::write(dir.join(STATE_FILE), "{}").unwrap();
+        }
+    }
+
+    fn remaining(out: &Path) -> Vec<usize> {
+        let mut steps: Vec<usize> = checkpoint_steps(out)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.0)
+            .collect();
+        steps.sort_unstable();
+        steps
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_two_and_the_acknowledged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        for step in [10, 20, 30, 40, 50] {
+            checkpoint(out, step, true);
+        }
+        checkpoint(out, 45, false);
+        checkpoint(out, 70, true);
+        // At update 50 with 20 acknowledged: 40 and 50 are the newest, 70 is from a later attempt.
+        assert_eq!(prune_checkpoints(out, 50, 20).unwrap(), [10, 30, 45]);
+        assert_eq!(remaining(out), [20, 40, 50, 70]);
+        assert_eq!(
+            latest_checkpoint_upto(out, Some(20)).unwrap().unwrap().0,
+            20
+        );
+        // Acknowledged up to the newest: only the two newest stay below the current update.
+        checkpoint(out, 60, true);
+        assert_eq!(prune_checkpoints(out, 60, 60).unwrap(), [20, 40]);
+        assert_eq!(remaining(out), [50, 60, 70]);
+    }
 }

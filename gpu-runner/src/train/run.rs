@@ -14,7 +14,8 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::checkpoint::{
-    checkpoint_dir, latest_checkpoint_upto, load_training_state, save_training_state, TrainerState,
+    checkpoint_dir, latest_checkpoint_upto, load_training_state, prune_checkpoints,
+    save_training_state, TrainerState,
 };
 use super::data::{read_triplets, Triplet};
 use super::{Grads, TrainConfig, Trainer};
@@ -215,6 +216,9 @@ pub fn train_observed(
         last_loss: f32::NAN,
     };
     let mut order: Option<(usize, Vec<usize>)> = None;
+    // The checkpoint resumed from is the one the server handed over: kept until a newer one is
+    // acknowledged.
+    let mut acknowledged = start;
     for step in start + 1..=total {
         let t0 = Instant::now();
         let epoch = (step - 1) / per_epoch;
@@ -277,7 +281,13 @@ pub fn train_observed(
                 fingerprint: fingerprint.clone(),
             };
             save_checkpoint(&trainer, cfg, &state)?;
-            obs.checkpoint(step as u64, &checkpoint_dir(&cfg.out, step));
+            if obs.checkpoint(step as u64, &checkpoint_dir(&cfg.out, step)) {
+                acknowledged = step;
+            }
+            let pruned = prune_checkpoints(&cfg.out, step, acknowledged)?;
+            if !pruned.is_empty() {
+                tracing::debug!(?pruned, "older checkpoints removed");
+            }
         }
         if stop {
             bar.abandon_with_message(format!("stopped after update {step}"));

@@ -7,6 +7,9 @@
 //! the server wait in an on-disk outbox ([`outbox`], [`transport`]). A report refused with 409
 //! (the run was cancelled, or the lease expired) stops the stage at its next safe point.
 //!
+//! Sharded teacher scoring: a shard job scores only its range and uploads it ([`shards`]); a
+//! stage that needs the merged scores fetches the shards from the server instead of scoring.
+//!
 //! Resuming: runners that share a workdir (one host, or a shared filesystem) resume each
 //! other's training from the checkpoint the server handed back with the job; the checkpoint
 //! is reported as a path relative to the workdir.
@@ -15,6 +18,7 @@ pub mod catalog;
 pub mod logs;
 pub mod outbox;
 pub mod reporter;
+pub mod shards;
 pub mod transport;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +38,7 @@ use crate::{Error, Result};
 use distillery_api::{ComparisonReport, QueryDetailBatch};
 use logs::LogCapture;
 use reporter::JobReporter;
+use shards::{run_shard_job, ServerShards, ShardJob};
 use transport::{sleep_unless, Transport};
 
 /// How the worker reaches the server and where it works.
@@ -57,10 +62,13 @@ pub struct WorkerOptions {
     pub logs: Option<LogCapture>,
     /// Folders whose model directories and data files are offered to the launch form.
     pub catalog: Vec<PathBuf>,
+    /// Stop after finishing this many jobs (completed or failed); `None` runs until stopped.
+    pub max_jobs: Option<usize>,
 }
 
 impl WorkerOptions {
-    /// Defaults: no token, 500 ms poll, 60 s lease, a checkpoint every 50 updates, no logs.
+    /// Defaults: no token, 500 ms poll, 60 s lease, a checkpoint every 50 updates, no logs, no
+    /// limit on jobs.
     pub fn new(server: &str, name: &str, workdir: &Path) -> Self {
         WorkerOptions {
             server: server.into(),
@@ -72,13 +80,14 @@ impl WorkerOptions {
             checkpoint_every: Some(50),
             logs: None,
             catalog: Vec::new(),
+            max_jobs: None,
         }
     }
 }
 
 /// How a job ended on this runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JobEnd {
+pub(crate) enum JobEnd {
     Completed,
     Failed,
     /// The server no longer honours the lease (cancelled or requeued): nothing more to say.
@@ -158,7 +167,7 @@ fn claim_loop(
         kinds: Vec::new(),
     };
     let mut done = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && opts.max_jobs.is_none_or(|max| done < max) {
         // Reports of the last job go first, so the server sees it finished before the claim.
         transport.flush(stop)?;
         let path = format!("/runners/{}/claim", runner.id);
@@ -219,42 +228,33 @@ fn run_job(
             "resuming from the checkpoint of update {step}"
         );
     }
+    let server_shards = ServerShards {
+        transport,
+        run_id: job.run_id,
+        stop,
+    };
     let ctx = StageContext {
         observer: &reporter,
         checkpoint_every: opts.checkpoint_every,
         resume_max_step: Some(resume_max_step.unwrap_or(0)),
+        shards: Some(&server_shards),
     };
+    if let Some(shard) = job.shard {
+        let work = ShardJob {
+            job,
+            shard,
+            reporter: &reporter,
+            ctx,
+            stop,
+        };
+        return run_shard_job(transport, opts, device, work);
+    }
     let rundir = opts.workdir.join(format!("run-{}", job.run_id));
     let result = run_through_with(&job.config, &rundir, device, Some(job.kind), ctx);
     reporter.flush(None);
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(Error::Stopped(m)) if reporter.lost() => {
-            tracing::info!(job = job.id, "the server took the job back: {m}");
-            reporter.finish_logs();
-            return Ok(JobEnd::Dropped);
-        }
-        Err(Error::Stopped(m)) => {
-            tracing::info!(job = job.id, "runner stopping; releasing the job: {m}");
-            reporter.finish_logs();
-            let release = ReleaseJob {
-                lease: job.lease.clone(),
-                checkpoint: None,
-                message: Some(format!("released by {}: {m}", opts.name)),
-            };
-            transport.report(&format!("/jobs/{}/release", job.id), &release)?;
-            return Ok(JobEnd::Released);
-        }
-        Err(e) => {
-            tracing::warn!(job = job.id, "stage failed: {e}");
-            reporter.finish_logs();
-            let fail = FailJob {
-                lease: job.lease.clone(),
-                message: e.to_string(),
-            };
-            transport.report(&format!("/jobs/{}/fail", job.id), &fail)?;
-            return Ok(JobEnd::Failed);
-        }
+        Err(e) => return end_on_error(transport, opts, job, &reporter, e),
     };
     let (reused, dir) = match &outcome {
         Outcome::Stopped(rec) => (rec.reused, rundir.join(&rec.dir)),
@@ -295,6 +295,45 @@ fn run_job(
     };
     transport.report(&format!("/jobs/{}/complete", job.id), &complete)?;
     Ok(JobEnd::Completed)
+}
+
+/// Ends a job whose stage returned `e`: dropped when the server took the job back, released
+/// when the runner stops, failed otherwise.
+fn end_on_error(
+    transport: &Transport,
+    opts: &WorkerOptions,
+    job: &Job,
+    reporter: &JobReporter<'_>,
+    e: Error,
+) -> Result<JobEnd> {
+    match e {
+        Error::Stopped(m) if reporter.lost() => {
+            tracing::info!(job = job.id, "the server took the job back: {m}");
+            reporter.finish_logs();
+            Ok(JobEnd::Dropped)
+        }
+        Error::Stopped(m) => {
+            tracing::info!(job = job.id, "runner stopping; releasing the job: {m}");
+            reporter.finish_logs();
+            let release = ReleaseJob {
+                lease: job.lease.clone(),
+                checkpoint: None,
+                message: Some(format!("released by {}: {m}", opts.name)),
+            };
+            transport.report(&format!("/jobs/{}/release", job.id), &release)?;
+            Ok(JobEnd::Released)
+        }
+        e => {
+            tracing::warn!(job = job.id, "stage failed: {e}");
+            reporter.finish_logs();
+            let fail = FailJob {
+                lease: job.lease.clone(),
+                message: e.to_string(),
+            };
+            transport.report(&format!("/jobs/{}/fail", job.id), &fail)?;
+            Ok(JobEnd::Failed)
+        }
+    }
 }
 
 fn eval_label(kind: StageKind) -> Option<&'static str> {

@@ -76,21 +76,26 @@ impl<'a> JobReporter<'a> {
         self.lost.load(Ordering::Relaxed) || self.transport.is_lost(&self.job.lease)
     }
 
-    fn send<T: serde::Serialize>(&self, what: &str, body: &T) {
+    /// Sends a report; returns whether the server accepted it (and, the outbox being in order,
+    /// everything sent before it).
+    fn send<T: serde::Serialize>(&self, what: &str, body: &T) -> bool {
         let path = format!("/jobs/{}/{what}", self.job.id);
         match self.transport.report(&path, body) {
+            Ok(Delivery::Delivered) => return true,
             Ok(Delivery::Refused(409 | 404, _)) => self.lost.store(true, Ordering::Relaxed),
             Ok(_) => {}
             Err(e) => tracing::warn!("report {what}: {e}"),
         }
+        false
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends what accumulated: metric points, then log lines, then progress.
-    pub fn flush(&self, checkpoint: Option<String>) {
+    /// Sends what accumulated: metric points, then log lines, then progress. Returns whether
+    /// a progress report was sent and accepted.
+    pub fn flush(&self, checkpoint: Option<String>) -> bool {
         let (points, progress, first) = {
             let mut p = self.lock();
             p.last_send = Some(Instant::now());
@@ -101,13 +106,14 @@ impl<'a> JobReporter<'a> {
                 lease: self.job.lease.clone(),
                 points,
             };
-            self.send("metrics", &batch);
+            let _ = self.send("metrics", &batch);
         }
         self.send_logs(self.logs.map(LogCapture::take).unwrap_or_default());
         if progress.is_some() || checkpoint.is_some() {
             let report = progress_report(&self.job.lease, progress, first, checkpoint);
-            self.send("progress", &report);
+            return self.send("progress", &report);
         }
+        false
     }
 
     /// Sends the last log lines of the stage (and stops capturing them).
@@ -121,7 +127,7 @@ impl<'a> JobReporter<'a> {
                 lease: self.job.lease.clone(),
                 lines: chunk.to_vec(),
             };
-            self.send("logs", &batch);
+            let _ = self.send("logs", &batch);
         }
     }
 
@@ -159,7 +165,7 @@ impl<'a> JobReporter<'a> {
                 sha256: hex::encode(sha2::Sha256::digest(&bytes)),
                 blob_hex: Some(hex::encode(&bytes)),
             };
-            self.send("artifacts", &report);
+            let _ = self.send("artifacts", &report);
         }
         Ok(())
     }
@@ -243,10 +249,10 @@ impl Observer for JobReporter<'_> {
     }
 
     /// Sends every point up to this update first, so a run resumed from this checkpoint
-    /// loses no step of its series.
-    fn checkpoint(&self, _step: u64, dir: &Path) {
+    /// loses no step of its series. Acknowledged once the server accepted the report.
+    fn checkpoint(&self, _step: u64, dir: &Path) -> bool {
         let rel = dir.strip_prefix(self.workdir).unwrap_or(dir);
-        self.flush(Some(rel.display().to_string()));
+        self.flush(Some(rel.display().to_string()))
     }
 
     fn should_stop(&self) -> bool {

@@ -11,13 +11,18 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::Serialize;
 
+use distillery_api::LEASE_HEADER;
+
 use super::outbox::{Outbox, Pending};
+use crate::io::AtomicFile;
 use crate::{Error, Result};
 
 /// First retry delay after a failure; doubled per failure up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest retry delay (before jitter).
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The time limit of one file upload or download (shards of teacher scores).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why a call did not succeed.
 #[derive(Debug)]
@@ -116,25 +121,75 @@ impl Transport {
         path: &str,
         body: &T,
     ) -> std::result::Result<reqwest::blocking::Response, SendError> {
-        let resp = self
+        let sent = self
             .http
             .post(format!("{}/api/v1{path}", self.base))
             .bearer_auth(&self.token)
             .json(body)
-            .send()
-            .map_err(|e| SendError::Unreachable(e.to_string()))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
+            .send();
+        answer(path, sent)
+    }
+
+    /// PUTs the file `file` as the raw body of `/api/v1{path}` once, with a job's `lease` in
+    /// the [`LEASE_HEADER`] header.
+    pub fn upload(
+        &self,
+        path: &str,
+        file: &Path,
+        lease: &str,
+    ) -> std::result::Result<reqwest::blocking::Response, SendError> {
+        let body = std::fs::File::open(file)
+            .map_err(|e| SendError::Unreachable(format!("{}: {e}", file.display())))?;
+        let sent = self
+            .http
+            .put(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(LEASE_HEADER, lease)
+            .timeout(TRANSFER_TIMEOUT)
+            .body(body)
+            .send();
+        answer(path, sent)
+    }
+
+    /// GETs `/api/v1{path}` once into the file `dest` (temp file + rename).
+    pub fn download(&self, path: &str, dest: &Path) -> std::result::Result<(), SendError> {
+        let sent = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(TRANSFER_TIMEOUT)
+            .send();
+        let mut resp = answer(path, sent)?;
+        let local =
+            |e: String| SendError::Unreachable(format!("{path} -> {}: {e}", dest.display()));
+        let mut file = AtomicFile::create(dest).map_err(|e| local(e.to_string()))?;
+        resp.copy_to(&mut file).map_err(|e| local(e.to_string()))?;
+        file.commit().map_err(|e| local(e.to_string()))
+    }
+
+    /// Runs `attempt` until it succeeds (`Some`), is refused (the error), or `stop` is set
+    /// (`None`), backing off with jitter while the server is unreachable.
+    pub fn retry<T>(
+        &self,
+        stop: &AtomicBool,
+        mut attempt: impl FnMut() -> std::result::Result<T, SendError>,
+    ) -> std::result::Result<Option<T>, SendError> {
+        let mut backoff = Backoff {
+            failures: 0,
+            next_try: Instant::now(),
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match attempt() {
+                Ok(done) => return Ok(Some(done)),
+                Err(e @ SendError::Refused(..)) => return Err(e),
+                Err(e @ SendError::Unreachable(_)) => {
+                    let delay = backoff.fail();
+                    tracing::warn!("{e}; retrying in {delay:?}");
+                    sleep_unless(stop, delay);
+                }
+            }
         }
-        let text = resp.text().unwrap_or_default();
-        if status.is_server_error() {
-            return Err(SendError::Unreachable(format!("{path}: {status}: {text}")));
-        }
-        Err(SendError::Refused(
-            status.as_u16(),
-            format!("{path}: {text}"),
-        ))
+        Ok(None)
     }
 
     /// Whether the server refused a report under `lease` with 409 (the run was cancelled, or
@@ -237,23 +292,30 @@ impl Transport {
         body: &T,
         stop: &AtomicBool,
     ) -> Result<Option<reqwest::blocking::Response>> {
-        let mut backoff = Backoff {
-            failures: 0,
-            next_try: Instant::now(),
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match self.call(path, body) {
-                Ok(resp) => return Ok(Some(resp)),
-                Err(e @ SendError::Refused(..)) => return Err(Error::Other(e.to_string())),
-                Err(e @ SendError::Unreachable(_)) => {
-                    let delay = backoff.fail();
-                    tracing::warn!("{e}; retrying in {delay:?}");
-                    sleep_unless(stop, delay);
-                }
-            }
-        }
-        Ok(None)
+        self.retry(stop, || self.call(path, body))
+            .map_err(|e| Error::Other(e.to_string()))
     }
+}
+
+/// A response as a [`SendError`] unless it succeeded: no answer or a 5xx is worth retrying, a
+/// 4xx is a refusal.
+fn answer(
+    path: &str,
+    sent: reqwest::Result<reqwest::blocking::Response>,
+) -> std::result::Result<reqwest::blocking::Response, SendError> {
+    let resp = sent.map_err(|e| SendError::Unreachable(e.to_string()))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().unwrap_or_default();
+    if status.is_server_error() {
+        return Err(SendError::Unreachable(format!("{path}: {status}: {text}")));
+    }
+    Err(SendError::Refused(
+        status.as_u16(),
+        format!("{path}: {text}"),
+    ))
 }
 
 /// Sleeps `d` in short slices, returning early once `stop` is set.

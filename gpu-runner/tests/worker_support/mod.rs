@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use distillery_api::RunConfig;
-use distillery_server::{app, AppState, Store};
+use distillery_server::{app_with, AppState, Settings, Store};
 use gpu_runner::demo::{write_demo_data, DemoOptions};
 use gpu_runner::student::new_model::{write_new_model, Preset};
 use serde_json::Value;
@@ -36,6 +36,19 @@ pub fn demo_inputs(dir: &Path, epochs: u32) -> RunConfig {
 
 /// Starts the server in-process (SQLite in memory) on a free loopback port; returns its URL.
 pub fn start_server() -> String {
+    start_server_with(Settings::default())
+}
+
+/// [`start_server`] keeping uploaded files (teacher-score shards) under `artifact_root`.
+pub fn start_server_at(artifact_root: &Path) -> String {
+    std::fs::create_dir_all(artifact_root).unwrap();
+    start_server_with(Settings {
+        artifact_root: artifact_root.to_path_buf(),
+        ..Settings::default()
+    })
+}
+
+fn start_server_with(settings: Settings) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -43,7 +56,7 @@ pub fn start_server() -> String {
             let store = Store::connect("sqlite::memory:").await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app(AppState { store }, None))
+            axum::serve(listener, app_with(AppState { store }, settings, None))
                 .await
                 .unwrap();
         });

@@ -15,12 +15,13 @@ mod logs;
 mod runners;
 mod runs;
 mod series;
+mod shards;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::middleware;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use distillery_api::{Experiment, Health, NewExperiment};
 use serde::de::DeserializeOwned;
@@ -53,6 +54,11 @@ pub fn api(state: AppState) -> Router<AppState> {
             "/runs/{id}/artifacts/{artifact_id}",
             get(artifacts::artifacts_download),
         )
+        .route("/runs/{id}/jobs", get(shards::jobs_list))
+        .route(
+            "/runs/{id}/shards/{kind}/{index}",
+            get(shards::shards_download),
+        )
         .route("/runs/{id}/series", get(series::series_read))
         .route("/runs/{id}/series/names", get(series::series_names))
         .route("/runs/{id}/events", get(events::events_run))
@@ -74,6 +80,7 @@ pub fn api(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}/queries", post(compare::jobs_queries))
         .route("/jobs/{id}/comparison", post(compare::jobs_comparison))
         .route("/jobs/{id}/artifacts", post(jobs::jobs_artifacts))
+        .route("/jobs/{id}/shard", put(shards::jobs_shard_upload))
         .route("/jobs/{id}/complete", post(jobs::jobs_complete))
         .route("/jobs/{id}/fail", post(jobs::jobs_fail))
         .route("/jobs/{id}/logs", post(logs::jobs_logs))

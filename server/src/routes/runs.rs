@@ -167,9 +167,11 @@ pub async fn runs_read(
 
 pub async fn runs_delete(
     State(state): State<AppState>,
+    axum::Extension(settings): axum::Extension<crate::Settings>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     state.store.delete_run(id).await?;
+    crate::shards::remove_run_shards(&settings.artifact_root, id).await;
     Ok(Json(serde_json::json!({ "deleted": id })))
 }
 

@@ -19,8 +19,9 @@ const STAGE_COLUMNS: &str = "SELECT id, run_id, kind, status, progress, attempt,
      message, started_ms, finished_ms, checkpoint FROM stages";
 
 impl Store {
-    /// Records a run and expands it into one stage and one job per [`StageKind`]; jobs without
-    /// dependencies are ready at once, the others wait for theirs.
+    /// Records a run and expands it into one stage and one job per [`StageKind`] (one job per
+    /// shard for the teacher-scoring stages of a sharded run); jobs without dependencies are
+    /// ready at once, the others wait for theirs.
     pub async fn create_run(&self, new: &NewRun) -> Result<Run, AppError> {
         let now = now_ms();
         let mut tags = new.tags.clone();
@@ -66,16 +67,27 @@ impl Store {
             } else {
                 "blocked"
             };
-            sqlx::query(
-                "INSERT INTO jobs (run_id, stage_id, kind, status, created_ms) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(stage)
-            .bind(kind.as_str())
-            .bind(job_status)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            // A sharded teacher-scoring stage gets one job per shard, each claimable alone.
+            let shards = if kind.is_teacher_scoring() {
+                i64::from(new.config.teacher_shards.max(1))
+            } else {
+                1
+            };
+            for index in 0..shards {
+                sqlx::query(
+                    "INSERT INTO jobs (run_id, stage_id, kind, status, created_ms, shard_index, \
+                     shard_count) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(id)
+                .bind(stage)
+                .bind(kind.as_str())
+                .bind(job_status)
+                .bind(now)
+                .bind(index)
+                .bind(shards)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         self.events().publish(Event::RunCreated { run_id: id });

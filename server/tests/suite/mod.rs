@@ -9,5 +9,6 @@ mod queue;
 mod run_list;
 mod runners;
 mod series;
+mod shards;
 mod stream;
 mod team;
