@@ -240,6 +240,7 @@ fn predict_writes_logits_in_flattened_teacher_score_order() {
     let cfg = PredictConfig {
         batch_size: 2,
         max_length: None,
+        dtype: candle_core::DType::F32,
     };
     let mut seen = 0;
     let n = predict_file(&tiny(), &data, &output, &cfg, &Device::Cpu, |k| seen += k).unwrap();
@@ -253,7 +254,23 @@ fn predict_writes_logits_in_flattened_teacher_score_order() {
     assert_eq!(order[3], ("git undo commit", "git reset --soft HEAD~1"));
     let student = Student::load(&tiny(), &Device::Cpu, None).unwrap();
     let want = student.score_pairs(&order, 1).unwrap();
-    for (r, w) in records.iter().zip(want) {
-        assert!((r.score - w as f64).abs() < 1e-5, "{} vs {w}", r.score);
+    for (r, w) in records.iter().zip(&want) {
+        assert!((r.score - *w as f64).abs() < 1e-5, "{} vs {w}", r.score);
+    }
+    // bf16 matmuls: the same order, logits within bf16 rounding of f32.
+    let bf16_output = dir.path().join("scores-bf16.jsonl");
+    let cfg = PredictConfig {
+        dtype: candle_core::DType::BF16,
+        ..cfg
+    };
+    predict_file(&tiny(), &data, &bf16_output, &cfg, &Device::Cpu, |_| {}).unwrap();
+    let bf16 = gpu_runner::scores::read_scores(&bf16_output).unwrap();
+    let scale = want.iter().fold(0f32, |m, w| m.max(w.abs())) as f64;
+    for (r, w) in bf16.iter().zip(&want) {
+        assert!(
+            (r.score - *w as f64).abs() < 5e-2 * scale.max(1.0),
+            "bf16 {} vs f32 {w}",
+            r.score
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use distillery_api::RunConfig;
 
 use crate::compare::{compare, CompareOptions, Comparison};
@@ -83,9 +83,11 @@ pub fn predict(
     device: &Device,
     ctx: &StageContext<'_>,
 ) -> Result<()> {
+    // f32, as the reference evaluates (`predict` outside autocast, spec §C.5).
     let pc = PredictConfig {
         batch_size: 64,
         max_length: Some(cfg.max_length as usize),
+        dtype: DType::F32,
     };
     let total: u64 = read_samples(data)?.iter().map(|s| s.n_pairs() as u64).sum();
     let mut done = 0u64;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use super::Student;
 use crate::data::read_samples;
@@ -17,6 +17,9 @@ pub struct PredictConfig {
     pub batch_size: usize,
     /// Token budget per pair; `None` as in [`Student::load`].
     pub max_length: Option<usize>,
+    /// Matmul dtype: f32 (the reference's evaluation) or bf16 (on CUDA, the packed
+    /// padding-free path for pairs of at most 128 tokens).
+    pub dtype: DType,
 }
 
 /// Scores every pair of `data` (flattened order: per line positives, then negatives) with the
@@ -31,7 +34,7 @@ pub fn predict_file(
     on_batch: impl FnMut(usize),
 ) -> Result<usize> {
     let samples = read_samples(data)?;
-    let student = Student::load(model_dir, device, cfg.max_length)?;
+    let student = Student::load_with_dtype(model_dir, device, cfg.max_length, cfg.dtype)?;
     let pairs: Vec<(&str, &str)> = samples.iter().flat_map(|s| s.pairs()).collect();
     let scores = student.score_pairs_with(&pairs, cfg.batch_size, on_batch)?;
     let mut writer = ScoreWriter::create(output)?;
