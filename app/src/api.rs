@@ -122,6 +122,11 @@ pub async fn fetch_stages(id: i64) -> Result<Vec<Stage>, FetchError> {
     get_json(&format!("/api/v1/runs/{id}/stages")).await
 }
 
+/// The run's jobs: one per stage, or one per shard of a sharded teacher-scoring stage.
+pub async fn fetch_jobs(id: i64) -> Result<Vec<distillery_api::RunJob>, FetchError> {
+    get_json(&format!("/api/v1/runs/{id}/jobs")).await
+}
+
 pub async fn fetch_metrics(id: i64) -> Result<Vec<MetricRow>, FetchError> {
     get_json(&format!("/api/v1/runs/{id}/metrics")).await
 }

@@ -56,6 +56,35 @@ async fn wait_done_live(c: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run page's "Jobs and runners" table lists `n` jobs, all done on `runner` (it refreshes on
+/// the run's events, so it may lag the stage list briefly).
+async fn jobs_table_done_on(c: &Client, n: usize, runner: &str) -> anyhow::Result<()> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen.clear();
+        for row in c.find_all(Locator::Css("#run-jobs tbody tr")).await? {
+            // The table sits in a closed <details>: read textContent, not the rendered text.
+            let cells = row.find_all(Locator::Css("td")).await?;
+            let mut texts = Vec::new();
+            for cell in cells {
+                texts.push(cell.prop("textContent").await?.unwrap_or_default());
+            }
+            seen.push(texts);
+        }
+        let done = seen
+            .iter()
+            .filter(|t| {
+                t.get(3).is_some_and(|s| s == "done") && t.get(5).is_some_and(|r| r == runner)
+            })
+            .count();
+        if seen.len() == n && done == n {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("jobs table never showed {n} jobs done on {runner}: {seen:?}")
+}
+
 /// The run id in the run page's path.
 async fn run_id_from_path(c: &Client) -> anyhow::Result<i64> {
     for _ in 0..100 {
@@ -187,6 +216,7 @@ async fn launch_from_the_form_watch_it_finish_and_compare() -> anyhow::Result<()
         ))
         .await?;
     assert_eq!(done.len(), 9, "every stage done");
+    jobs_table_done_on(c, 9, "e2e-cpu").await?;
     browser.screenshot("run-live-done").await?;
 
     // (b) The runner streamed a loss curve while training, and the chart draws it.

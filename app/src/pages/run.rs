@@ -6,7 +6,9 @@ use leptos_router::hooks::use_params_map;
 
 use super::query_explorer::QueryExplorer;
 use super::run_results::{Artifacts, Manifest, MetricsSection};
-use crate::api::{cancel_run, fetch_run, fetch_series_names, fetch_stages, FetchError};
+use crate::api::{
+    cancel_run, fetch_jobs, fetch_run, fetch_runners, fetch_series_names, fetch_stages, FetchError,
+};
 use crate::components::chart::SeriesChart;
 use crate::components::live::subscribe;
 use crate::components::log_tail::LogTail;
@@ -80,6 +82,7 @@ fn RunView(id: i64) -> impl IntoView {
                                 <pre id="event-log">{move || log.get().join("\n")}</pre>
                             </details>
                         </section>
+                        <Jobs id version/>
                         <LogTail id/>
                         <Curves id version=curves/>
                         <MetricsSection id/>
@@ -184,6 +187,60 @@ fn stage_item(stage: Stage) -> impl IntoView {
             <progress max="100" value=pct aria-label=format!("{} progress", stage.kind.as_str())></progress>
             <span class="stage-info">{format!("{pct}% {eta} {runner} {}", stage.message.unwrap_or_default())}</span>
         </li>
+    }
+}
+
+/// Which runner took which job: a sharded teacher-scoring stage has one job per shard, and
+/// several runners share them.
+#[component]
+fn Jobs(id: i64, version: ReadSignal<u32>) -> impl IntoView {
+    let jobs = LocalResource::new(move || {
+        version.track();
+        async move {
+            let jobs = fetch_jobs(id).await?;
+            let runners = fetch_runners().await.unwrap_or_default();
+            let name = |runner: Option<i64>| {
+                runner
+                    .and_then(|r| runners.iter().find(|s| s.runner.id == r))
+                    .map(|s| s.runner.name.clone())
+                    .unwrap_or_else(|| "—".into())
+            };
+            Ok::<_, FetchError>(
+                jobs.into_iter()
+                    .map(|j| {
+                        let shard = j
+                            .shard
+                            .map(|s| format!("{} of {}", s.index + 1, s.count))
+                            .unwrap_or_else(|| "—".into());
+                        let runner = name(j.runner_id);
+                        (j, shard, runner)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    });
+    view! {
+        <details class="jobs">
+            <summary>"Jobs and runners"</summary>
+            {move || jobs.get().map(|r| match r {
+                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                Ok(rows) => view! {
+                    <table class="data" id="run-jobs"><thead><tr>
+                        <th>"Job"</th><th>"Stage"</th><th>"Shard"</th><th>"Status"</th><th>"Attempt"</th><th>"Runner"</th>
+                    </tr></thead>
+                    <tbody>{rows.into_iter().map(|(j, shard, runner)| view! {
+                        <tr>
+                            <td class="num">{j.id}</td>
+                            <td>{j.kind.as_str()}</td>
+                            <td>{shard}</td>
+                            <td>{j.status.as_str()}</td>
+                            <td class="num">{j.attempt}</td>
+                            <td>{runner}</td>
+                        </tr>
+                    }).collect_view()}</tbody></table>
+                }.into_any(),
+            })}
+        </details>
     }
 }
 
