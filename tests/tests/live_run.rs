@@ -58,7 +58,7 @@ async fn wait_done_live(c: &Client) -> anyhow::Result<()> {
 
 /// The run page's "Jobs and runners" table lists `n` jobs, all done on `runner` (it refreshes on
 /// the run's events, so it may lag the stage list briefly).
-async fn jobs_table_done_on(c: &Client, n: usize, runner: &str) -> anyhow::Result<()> {
+async fn jobs_table_done_on(c: &Client, run: i64, n: usize, runner: &str) -> anyhow::Result<()> {
     let mut seen = Vec::new();
     for _ in 0..100 {
         seen.clear();
@@ -82,7 +82,8 @@ async fn jobs_table_done_on(c: &Client, n: usize, runner: &str) -> anyhow::Resul
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("jobs table never showed {n} jobs done on {runner}: {seen:?}")
+    let api = fetch_json(c, &format!("/api/v1/runs/{run}/jobs")).await?;
+    anyhow::bail!("jobs table never showed {n} jobs done on {runner}: {seen:?}; the API: {api}")
 }
 
 /// The run id in the run page's path.
@@ -216,7 +217,7 @@ async fn launch_from_the_form_watch_it_finish_and_compare() -> anyhow::Result<()
         ))
         .await?;
     assert_eq!(done.len(), 9, "every stage done");
-    jobs_table_done_on(c, 9, "e2e-cpu").await?;
+    jobs_table_done_on(c, first, 9, "e2e-cpu").await?;
     browser.screenshot("run-live-done").await?;
 
     // (b) The runner streamed a loss curve while training, and the chart draws it.

@@ -1,6 +1,6 @@
 //! One run: live stage pipeline, training curves, results, manifest and configuration.
 
-use distillery_api::{Event, Run, Stage};
+use distillery_api::{Event, Run, RunJob, Stage};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -34,12 +34,14 @@ fn RunView(id: i64) -> impl IntoView {
     let (version, set_version) = signal(0u32);
     let (curves, set_curves) = signal(0u32);
     let stages = RwSignal::new(Vec::<Stage>::new());
+    let jobs = RwSignal::new(Vec::<JobRow>::new());
     let log = RwSignal::new(Vec::<String>::new());
     let run = LocalResource::new(move || {
         version.track();
         async move {
             let run = fetch_run(id).await?;
             stages.set(fetch_stages(id).await?);
+            jobs.set(job_rows(id).await?);
             Ok::<_, FetchError>(run)
         }
     });
@@ -82,7 +84,7 @@ fn RunView(id: i64) -> impl IntoView {
                                 <pre id="event-log">{move || log.get().join("\n")}</pre>
                             </details>
                         </section>
-                        <Jobs id version/>
+                        <Jobs jobs/>
                         <LogTail id/>
                         <Curves id version=curves/>
                         <MetricsSection id/>
@@ -190,56 +192,55 @@ fn stage_item(stage: Stage) -> impl IntoView {
     }
 }
 
+/// One row of the jobs table: the job, its shard as "i of n", its runner's name.
+#[derive(Clone)]
+struct JobRow {
+    job: RunJob,
+    shard: String,
+    runner: String,
+}
+
+/// The run's jobs with their runners' names (a runner the list no longer has shows "—").
+async fn job_rows(id: i64) -> Result<Vec<JobRow>, FetchError> {
+    let jobs = fetch_jobs(id).await?;
+    let runners = fetch_runners().await.unwrap_or_default();
+    Ok(jobs
+        .into_iter()
+        .map(|job| {
+            let shard = job
+                .shard
+                .map(|s| format!("{} of {}", s.index + 1, s.count))
+                .unwrap_or_else(|| "—".into());
+            let runner = job
+                .runner_id
+                .and_then(|r| runners.iter().find(|s| s.runner.id == r))
+                .map(|s| s.runner.name.clone())
+                .unwrap_or_else(|| "—".into());
+            JobRow { job, shard, runner }
+        })
+        .collect())
+}
+
 /// Which runner took which job: a sharded teacher-scoring stage has one job per shard, and
 /// several runners share them.
 #[component]
-fn Jobs(id: i64, version: ReadSignal<u32>) -> impl IntoView {
-    let jobs = LocalResource::new(move || {
-        version.track();
-        async move {
-            let jobs = fetch_jobs(id).await?;
-            let runners = fetch_runners().await.unwrap_or_default();
-            let name = |runner: Option<i64>| {
-                runner
-                    .and_then(|r| runners.iter().find(|s| s.runner.id == r))
-                    .map(|s| s.runner.name.clone())
-                    .unwrap_or_else(|| "—".into())
-            };
-            Ok::<_, FetchError>(
-                jobs.into_iter()
-                    .map(|j| {
-                        let shard = j
-                            .shard
-                            .map(|s| format!("{} of {}", s.index + 1, s.count))
-                            .unwrap_or_else(|| "—".into());
-                        let runner = name(j.runner_id);
-                        (j, shard, runner)
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        }
-    });
+fn Jobs(jobs: RwSignal<Vec<JobRow>>) -> impl IntoView {
     view! {
         <details class="jobs">
             <summary>"Jobs and runners"</summary>
-            {move || jobs.get().map(|r| match r {
-                Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                Ok(rows) => view! {
-                    <table class="data" id="run-jobs"><thead><tr>
-                        <th>"Job"</th><th>"Stage"</th><th>"Shard"</th><th>"Status"</th><th>"Attempt"</th><th>"Runner"</th>
-                    </tr></thead>
-                    <tbody>{rows.into_iter().map(|(j, shard, runner)| view! {
-                        <tr>
-                            <td class="num">{j.id}</td>
-                            <td>{j.kind.as_str()}</td>
-                            <td>{shard}</td>
-                            <td>{j.status.as_str()}</td>
-                            <td class="num">{j.attempt}</td>
-                            <td>{runner}</td>
-                        </tr>
-                    }).collect_view()}</tbody></table>
-                }.into_any(),
-            })}
+            <table class="data" id="run-jobs"><thead><tr>
+                <th>"Job"</th><th>"Stage"</th><th>"Shard"</th><th>"Status"</th><th>"Attempt"</th><th>"Runner"</th>
+            </tr></thead>
+            <tbody>{move || jobs.get().into_iter().map(|row| view! {
+                <tr>
+                    <td class="num">{row.job.id}</td>
+                    <td>{row.job.kind.as_str()}</td>
+                    <td>{row.shard}</td>
+                    <td>{row.job.status.as_str()}</td>
+                    <td class="num">{row.job.attempt}</td>
+                    <td>{row.runner}</td>
+                </tr>
+            }).collect_view()}</tbody></table>
         </details>
     }
 }

@@ -2,7 +2,7 @@
 
 use distillery_api::{Role, TokenInfo, User};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{corrupt, now_ms, Store};
 use crate::error::AppError;
@@ -155,11 +155,18 @@ impl Store {
             .ok_or_else(|| AppError::NotFound(format!("user {id}")))?;
         let mut user = user_from_row(&row)?;
         if user.role == Role::Admin && role != Role::Admin {
-            let admins: i64 = sqlx::query("SELECT COUNT(*) FROM users WHERE role = $1")
+            // Lock the admins' rows (PostgreSQL; SQLite's write transaction already excludes
+            // other writers): two admins demoting each other at once are serialized, and the
+            // second sees the first's change, so one admin always stays.
+            let sql = format!(
+                "SELECT id FROM users WHERE role = $1 ORDER BY id{}",
+                self.for_update(false)
+            );
+            let admins = sqlx::query(AssertSqlSafe(sql))
                 .bind(Role::Admin.as_str())
-                .fetch_one(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?
-                .try_get(0)?;
+                .len();
             if admins <= 1 {
                 return Err(AppError::Conflict(format!(
                     "{} is the last admin; make another admin first",

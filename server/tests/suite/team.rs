@@ -141,6 +141,42 @@ async fn admins_change_roles_but_keep_one_admin(store: Store) {
 }
 both_backends!(roles, admins_change_roles_but_keep_one_admin);
 
+/// Two admins demoting each other at the same moment: one of them must stay an admin. Each round
+/// adds one admin beside the survivor of the last and runs both demotions concurrently (on
+/// PostgreSQL, two connections; without the row locks both could pass the last-admin check).
+async fn concurrent_demotions_keep_one_admin(store: Store) {
+    add_user(&store, "first", Role::Admin).await;
+    for round in 0..12 {
+        add_user(&store, &format!("admin-{round}"), Role::Admin).await;
+        let admins: Vec<i64> = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin)
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(admins.len(), 2, "round {round}");
+        let (a, b) = tokio::join!(
+            store.set_user_role(admins[0], Role::Editor),
+            store.set_user_role(admins[1], Role::Editor)
+        );
+        assert!(
+            a.is_ok() != b.is_ok(),
+            "round {round}: exactly one demotion must be refused: {a:?} {b:?}"
+        );
+        let left = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin)
+            .count();
+        assert_eq!(left, 1, "round {round}");
+    }
+}
+both_backends!(concurrent_demotions, concurrent_demotions_keep_one_admin);
+
 async fn share_cookie_reads_one_run(store: Store) {
     let root = tempfile::tempdir().unwrap();
     let r = team_router(store.clone(), root.path());
