@@ -1,5 +1,6 @@
 //! The stage log tail of a run page: the last lines the runners sent for the run's stages
-//! (`GET /api/v1/runs/{id}/logs`), refreshed every few seconds while the page is open.
+//! (`GET /api/v1/runs/{id}/logs`), fetched again when the run's event stream announces new lines
+//! (`log` events), and every few seconds as a fallback while the stream reconnects.
 
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use leptos::prelude::*;
 
 /// Lines shown.
 const TAIL: usize = 200;
-/// How often the tail is fetched again.
-const REFRESH: Duration = Duration::from_secs(2);
+/// How often the tail is fetched again without a `log` event.
+const FALLBACK_REFRESH: Duration = Duration::from_secs(15);
 
 async fn fetch_tail(id: i64) -> Result<Vec<StageLogLine>, String> {
     let resp = Request::get(&format!("/api/v1/runs/{id}/logs?tail={TAIL}"))
@@ -37,9 +38,9 @@ fn format_line(l: &StageLogLine) -> String {
     )
 }
 
-/// The log panel of run `id`.
+/// The log panel of run `id`; `announced` changes whenever a `log` event arrives.
 #[component]
-pub fn LogTail(id: i64) -> impl IntoView {
+pub fn LogTail(id: i64, announced: ReadSignal<u32>) -> impl IntoView {
     let lines = RwSignal::new(Vec::<StageLogLine>::new());
     let error = RwSignal::new(None::<String>);
     let refresh = move || {
@@ -53,8 +54,11 @@ pub fn LogTail(id: i64) -> impl IntoView {
             }
         })
     };
-    refresh();
-    if let Ok(handle) = set_interval_with_handle(refresh, REFRESH) {
+    Effect::new(move |_| {
+        announced.track();
+        refresh();
+    });
+    if let Ok(handle) = set_interval_with_handle(refresh, FALLBACK_REFRESH) {
         on_cleanup(move || handle.clear());
     }
     view! {

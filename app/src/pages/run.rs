@@ -33,6 +33,7 @@ pub fn RunPage() -> impl IntoView {
 fn RunView(id: i64) -> impl IntoView {
     let (version, set_version) = signal(0u32);
     let (curves, set_curves) = signal(0u32);
+    let (logs, set_logs) = signal(0u32);
     let stages = RwSignal::new(Vec::<Stage>::new());
     let jobs = RwSignal::new(Vec::<JobRow>::new());
     let log = RwSignal::new(Vec::<String>::new());
@@ -64,6 +65,7 @@ fn RunView(id: i64) -> impl IntoView {
                 }
             }),
             Event::Metrics { .. } => set_curves.update(|v| *v += 1),
+            Event::Log { .. } => set_logs.update(|v| *v += 1),
             _ => set_version.update(|v| *v += 1),
         }
     });
@@ -85,7 +87,7 @@ fn RunView(id: i64) -> impl IntoView {
                             </details>
                         </section>
                         <Jobs jobs/>
-                        <LogTail id/>
+                        <LogTail id announced=logs/>
                         <Curves id version=curves/>
                         <MetricsSection id/>
                         <QueryExplorer id/>
