@@ -43,6 +43,23 @@ async fn runs_page_lists_runs_and_deep_links_work() -> anyhow::Result<()> {
         ))
         .await?;
 
+    // Status checkboxes filter server-side, several at once: no run failed; both are queued.
+    c.find(Locator::Css("#filter-status-failed"))
+        .await?
+        .click()
+        .await?;
+    wait_css(c, "p.empty").await?;
+    c.find(Locator::Css("#filter-status-queued"))
+        .await?
+        .click()
+        .await?;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(
+            "//table[@id='runs-table']/tbody[count(tr)=2]",
+        ))
+        .await?;
+
     // A deep link is served by the SPA fallback and renders the run's stages.
     c.goto(&format!("{base}/runs/1")).await?;
     wait_css(c, "ol.stages li").await?;

@@ -18,6 +18,32 @@ const STATUSES: [&str; 6] = [
     "skipped",
 ];
 
+/// The statuses of a comma-separated `status` filter.
+fn status_set(filter: &str) -> Vec<&str> {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `filter` with `status` added (`on`) or removed, in [`STATUSES`] order; empty means any.
+fn toggle_status(filter: &str, status: &str, on: bool) -> String {
+    let current = status_set(filter);
+    STATUSES
+        .iter()
+        .filter(|s| {
+            if **s == status {
+                on
+            } else {
+                current.contains(s)
+            }
+        })
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// All runs, newest first by default, filtered, sorted and paginated by the server.
 #[component]
 pub fn RunsPage() -> impl IntoView {
@@ -91,15 +117,27 @@ fn text_filter(
 fn Filters(query: RwSignal<RunQuery>) -> impl IntoView {
     view! {
         <form class="filters" on:submit=|ev| ev.prevent_default()>
-            <label for="filter-status">"Status"
-                <select id="filter-status" on:change=move |ev| {
-                    let value = event_target_value(&ev);
-                    query.update(|q| { q.status = value; q.offset = 0; });
-                }>
-                    <option value="">"any"</option>
-                    {STATUSES.map(|s| view! { <option value=s>{s}</option> }).collect_view()}
-                </select>
-            </label>
+            <fieldset class="status-filter">
+                <legend>"Status"</legend>
+                {STATUSES.map(|s| {
+                    let id = format!("filter-status-{s}");
+                    let label_for = id.clone();
+                    view! {
+                        <label for=label_for>
+                            <input type="checkbox" id=id value=s
+                                prop:checked=move || query.with(|q| status_set(&q.status).contains(&s))
+                                on:change=move |ev| {
+                                    let on = event_target_checked(&ev);
+                                    query.update(|q| {
+                                        q.status = toggle_status(&q.status, s, on);
+                                        q.offset = 0;
+                                    });
+                                }/>
+                            {s}
+                        </label>
+                    }
+                }).collect_view()}
+            </fieldset>
             {text_filter(query, "Teacher", |q| &mut q.teacher)}
             {text_filter(query, "Student", |q| &mut q.student)}
             {text_filter(query, "Dataset", |q| &mut q.dataset)}

@@ -49,15 +49,23 @@ fn default_limit() -> i64 {
 
 impl ListParams {
     pub fn filter(&self) -> Result<RunFilter, AppError> {
-        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => Some(Status::parse(s).ok_or_else(|| {
-                AppError::bad(
-                    "status",
-                    "must be queued, running, done, failed, cancelled or skipped",
-                )
-            })?),
-            None => None,
-        };
+        // One status or several, comma-separated: runs in any of them.
+        let status = self
+            .status
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Status::parse(s).ok_or_else(|| {
+                    AppError::bad(
+                        "status",
+                        "must be queued, running, done, failed, cancelled or skipped (or several, comma-separated)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let bounds = [
             (RunMetric::Map, self.map_min, self.map_max),
             (RunMetric::Mrr, self.mrr_min, self.mrr_max),

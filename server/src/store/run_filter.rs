@@ -54,7 +54,8 @@ impl RunMetric {
 /// Filters of the run list; `None` or empty matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
-    pub status: Option<Status>,
+    /// Runs in any of these statuses.
+    pub status: Vec<Status>,
     /// Runs carrying every one of these tags.
     pub tags: Vec<String>,
     /// Case-insensitive substring of the teacher path (or kind, for BM25 runs).
@@ -153,13 +154,15 @@ impl RunFilter {
     pub fn to_sql(&self) -> WhereClause {
         let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<Bind> = Vec::new();
+        if !self.status.is_empty() {
+            binds.extend(self.status.iter().map(|s| Bind::Text(s.as_str().into())));
+            let list: Vec<String> = (1..=binds.len()).map(|n| format!("${n}")).collect();
+            clauses.push(format!("status IN ({})", list.join(", ")));
+        }
         let mut push = |clause: &dyn Fn(usize) -> String, b: Bind| {
             binds.push(b);
             clauses.push(clause(binds.len()));
         };
-        if let Some(s) = self.status {
-            push(&|n| format!("status = ${n}"), Bind::Text(s.as_str().into()));
-        }
         for (column, value) in [
             ("teacher", &self.teacher),
             ("student", &self.student),
@@ -215,7 +218,7 @@ mod tests {
     #[test]
     fn filters_number_their_parameters_in_order() {
         let f = RunFilter {
-            status: Some(Status::Done),
+            status: vec![Status::Done, Status::Failed],
             teacher: Some(" Qwen3 ".into()),
             tags: vec!["a".into(), "b".into()],
             experiment_id: Some(7),
@@ -223,17 +226,17 @@ mod tests {
             ..RunFilter::default()
         };
         let w = f.to_sql();
-        assert_eq!(w.len(), 6);
+        assert_eq!(w.len(), 7);
         assert!(
             w.sql
-                .starts_with(" WHERE status = $1 AND LOWER(teacher) LIKE $2"),
+                .starts_with(" WHERE status IN ($1, $2) AND LOWER(teacher) LIKE $3"),
             "{}",
             w.sql
         );
-        assert!(w.sql.contains("t.tag = $4)"), "{}", w.sql);
-        assert!(w.sql.contains("experiment_id = $5"), "{}", w.sql);
+        assert!(w.sql.contains("t.tag = $5)"), "{}", w.sql);
+        assert!(w.sql.contains("experiment_id = $6"), "{}", w.sql);
         assert!(
-            w.sql.ends_with("(metric_map - before_map) >= $6"),
+            w.sql.ends_with("(metric_map - before_map) >= $7"),
             "{}",
             w.sql
         );

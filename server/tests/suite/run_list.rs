@@ -124,6 +124,12 @@ async fn run_list_filters_and_sorts(store: Store) {
     assert_eq!(got, ["big-gain"]);
     let (got, _) = names(&r, "status=running&tag=b&sort=map").await;
     assert_eq!(got, ["regressed", "big-gain"]);
+    // Several statuses: runs in any of them.
+    let (got, _) = names(&r, "status=queued,failed&sort=name&order=asc").await;
+    assert_eq!(got, ["pending"]);
+    let (all, total) = names(&r, "sort=name&order=asc").await;
+    let (got, either) = names(&r, "status=running,queued&sort=name&order=asc").await;
+    assert_eq!((got, either), (all, total));
 
     // The CSV exports what is filtered, in the list's order.
     let (status, text) = get_text(&r, "/api/v1/export/runs.csv?tag=a&sort=map_delta").await;
