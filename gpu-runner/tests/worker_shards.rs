@@ -175,3 +175,61 @@ fn two_runners_score_the_shards_and_the_run_equals_an_unsharded_one() {
     assert_eq!(with_shards.len(), 3);
     assert_eq!(with_shards, without);
 }
+
+/// An unsharded run's teacher scores also travel through the server: the runner that scored the
+/// training split uploads it as the stage's only shard, and another runner, which shares no
+/// workdir with it, downloads those scores for the triplets instead of running the teacher again.
+#[test]
+fn an_unsharded_runs_scores_reach_a_runner_that_did_not_score_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_inputs(dir.path(), 1);
+    let server = start_server_at(&dir.path().join("server-artifacts"));
+    let api = Client::new(&server);
+    let (a_dir, b_dir) = (dir.path().join("runner-a"), dir.path().join("runner-b"));
+    let run = api.launch(&config);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Runner a takes the oldest ready job, the training split's scoring, and stops.
+    let taken = work(&options(&server, "a", &a_dir, Some(1)), &Device::Cpu, &stop).unwrap();
+    assert_eq!(taken, 1);
+    let b = spawn(options(&server, "b", &b_dir, None), &stop);
+    let status = api.wait_final(run, Duration::from_secs(180));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(b.join().unwrap(), 8);
+    assert_eq!(status, "done");
+
+    let jobs = api.get(&format!("/runs/{run}/jobs"));
+    let score_train = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "score_train")
+        .unwrap();
+    assert_eq!(score_train["runner_id"], runner_id(&api, "a"));
+    assert_eq!(
+        score_train["shard"],
+        serde_json::json!({"index": 0, "count": 1})
+    );
+    let messages = api.log_messages(run, "triplets_train");
+    assert!(
+        messages.iter().any(|m| m.contains("shards merged")),
+        "{messages:?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.contains("scoring")),
+        "runner b scored again: {messages:?}"
+    );
+    // Runner b's training-split scores are runner a's file, byte for byte.
+    let (stage, merged) = score_file(&[&b_dir], run, "score_train");
+    let uploaded = std::fs::read(
+        a_dir
+            .join(format!("run-{run}/shards"))
+            .join(&stage)
+            .join("0-of-1.jsonl"),
+    )
+    .unwrap();
+    assert!(!merged.is_empty());
+    assert!(
+        merged == uploaded,
+        "the merged scores differ from the scored ones"
+    );
+}

@@ -49,19 +49,25 @@ fn a_corrupted_input_fails_its_stage_with_file_line_and_field_and_keeps_the_rest
     let message = failed["message"].as_str().unwrap();
     let expected = format!("{}:3: positive: expected a list", config.test_data);
     assert!(message.contains(&expected), "{message}");
-    // The stage that finished before keeps its status and its uploaded scores.
+    // The stage that finished before keeps its status and its uploaded scores (every scoring
+    // job uploads its scores to the server, as the only shard of an unsharded run).
     let scored = api.stage(corrupted, "score_train");
     assert_eq!(scored["status"], "done");
     let artifacts = api.get(&format!("/runs/{corrupted}/artifacts"));
     let kept = artifacts.as_array().unwrap().iter().any(|a| {
-        a["kind"] == "scores" && a["stage_id"] == scored["id"] && a["size_bytes"].as_i64() > Some(0)
+        a["kind"] == "teacher_scores_shard"
+            && a["stage_id"] == scored["id"]
+            && a["size_bytes"].as_i64() > Some(0)
     });
     assert!(kept, "{artifacts}");
 
-    let first = api.stage(absent, "score_train");
-    assert_eq!(first["status"], "failed");
-    let message = first["message"].as_str().unwrap();
+    // The missing test split fails the stage that reads it, naming the file; the training
+    // split's scores, which do not need it, are kept.
+    let failed = api.stage(absent, "score_test");
+    assert_eq!(failed["status"], "failed");
+    let message = failed["message"].as_str().unwrap();
     assert!(message.contains(&missing.test_data), "{message}");
+    assert_eq!(api.stage(absent, "score_train")["status"], "done");
 }
 
 /// The `checkpoint-<step>` directories of a run's unfinished training under `workdir`.

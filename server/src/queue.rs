@@ -174,7 +174,7 @@ impl Store {
         let kind: String = row.try_get(2)?;
         let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
         let attempt: i64 = row.try_get(3)?;
-        let shard = shard_of(row.try_get(4)?, row.try_get(5)?)?;
+        let shard = shard_of(kind, row.try_get(4)?, row.try_get(5)?)?;
         let stage = sqlx::query(
             "UPDATE stages SET status = 'running', runner = $1, attempt = $2, \
              started_ms = COALESCE(started_ms, $3) WHERE id = $4 RETURNING checkpoint",
@@ -302,12 +302,13 @@ impl Store {
             )));
         }
         let kind: String = row.try_get(2)?;
+        let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
         Ok(LeasedJob {
             id: job_id,
             run_id: row.try_get(0)?,
             stage_id: row.try_get(1)?,
-            kind: StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
-            shard: shard_of(row.try_get(5)?, row.try_get(6)?)?,
+            kind,
+            shard: shard_of(kind, row.try_get(5)?, row.try_get(6)?)?,
         })
     }
 

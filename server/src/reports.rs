@@ -38,6 +38,7 @@ impl Store {
         // pair); its message and counts are the reporting shard's.
         let (message, detail) = match job.shard {
             None => (r.message.clone(), r.detail.clone()),
+            Some(s) if s.count == 1 => (r.message.clone(), r.detail.clone()),
             Some(s) => (
                 r.message
                     .as_ref()

@@ -37,9 +37,11 @@ pub fn shard_file(run_id: i64, kind: StageKind, shard: Shard) -> String {
     )
 }
 
-/// The shard of a job row's `shard_index` and `shard_count`: `None` for an unsharded stage.
-pub(crate) fn shard_of(index: i64, count: i64) -> Result<Option<Shard>, AppError> {
-    if count <= 1 {
+/// The shard of a job row's `shard_index` and `shard_count`: every teacher-scoring job is a
+/// shard (1 of 1 when the run is not sharded), so its scores always reach the server and a runner
+/// that lacks them downloads them instead of scoring again; other stages have none.
+pub(crate) fn shard_of(kind: StageKind, index: i64, count: i64) -> Result<Option<Shard>, AppError> {
+    if !kind.is_teacher_scoring() {
         return Ok(None);
     }
     let bad = || corrupt("job shard", format!("{index}/{count}"));
@@ -114,7 +116,7 @@ impl Store {
     ) -> Result<Shard, AppError> {
         let row = sqlx::query(
             "SELECT shard_index, shard_count, status FROM jobs \
-             WHERE run_id = $1 AND kind = $2 AND shard_index = $3 AND shard_count > 1",
+             WHERE run_id = $1 AND kind = $2 AND shard_index = $3",
         )
         .bind(run_id)
         .bind(kind.as_str())
@@ -127,8 +129,8 @@ impl Store {
                 kind.as_str()
             ))
         })?;
-        let shard = shard_of(row.try_get(0)?, row.try_get(1)?)?
-            .ok_or_else(|| corrupt("job shard", "a sharded job with one shard"))?;
+        let shard = shard_of(kind, row.try_get(0)?, row.try_get(1)?)?
+            .ok_or_else(|| AppError::NotFound(format!("{} has no shards", kind.as_str())))?;
         let status: String = row.try_get(2)?;
         if status != "done" {
             return Err(AppError::Conflict(format!(
@@ -157,7 +159,11 @@ impl Store {
                     id: r.try_get(0)?,
                     stage_id: r.try_get(1)?,
                     kind: StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
-                    shard: shard_of(r.try_get(3)?, r.try_get(4)?)?,
+                    shard: shard_of(
+                        StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                    )?,
                     status: job_status(&status),
                     attempt: r.try_get(6)?,
                     runner_id: r.try_get(7)?,

@@ -211,6 +211,7 @@ async fn job_rows(id: i64) -> Result<Vec<JobRow>, FetchError> {
         .map(|job| {
             let shard = job
                 .shard
+                .filter(|s| s.count > 1)
                 .map(|s| format!("{} of {}", s.index + 1, s.count))
                 .unwrap_or_else(|| "—".into());
             let runner = job

@@ -1,4 +1,5 @@
-//! Sharded teacher scoring (`RunConfig::teacher_shards` > 1).
+//! Sharded teacher scoring (`RunConfig::teacher_shards`; on a server every scoring job is a
+//! shard, the only one when the run is not sharded).
 //!
 //! A shard job scores one contiguous range of a split's flattened pairs
 //! ([`job::shard_range`]) into its own file, `RUNDIR/shards/<stage dir name>/<i>-of-<n>.jsonl`,
@@ -66,7 +67,8 @@ pub fn score_shard(
 }
 
 /// The work of a teacher-scoring stage: the scores of every pair of `data` into `out`, merged
-/// from the run's shards when the run is sharded and the context has a [`ShardSource`], else
+/// from the run's shards when the context has a [`ShardSource`] (a runner of the server, where
+/// every scoring job uploads its scores, as one shard when the run is not sharded), else
 /// computed here.
 pub(super) fn score_split(
     cfg: &RunConfig,
@@ -77,9 +79,9 @@ pub(super) fn score_split(
     ctx: &StageContext<'_>,
 ) -> Result<()> {
     match ctx.shards {
-        Some(source) if cfg.teacher_shards > 1 => merge_shards(
+        Some(source) => merge_shards(
             kind,
-            cfg.teacher_shards as usize,
+            cfg.teacher_shards.max(1) as usize,
             data,
             out,
             source,
