@@ -255,13 +255,20 @@ impl Store {
                 events.extend(fail_run_in(&mut tx, run_id, id, &message, now).await?);
                 continue;
             }
-            tracing::info!(job = id, run = run_id, attempt, "lease expired; requeueing");
-            sqlx::query(
-                "UPDATE jobs SET status = 'ready', lease = NULL, lease_until_ms = NULL, runner_id = NULL WHERE id = $1",
+            // Only a job still leased goes back: an earlier row of this pass may have failed its
+            // run and cancelled it (two shards of one run expiring together).
+            let requeued = sqlx::query(
+                "UPDATE jobs SET status = 'ready', lease = NULL, lease_until_ms = NULL, \
+                 runner_id = NULL, progress = 0 WHERE id = $1 AND status = 'leased'",
             )
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if requeued == 0 {
+                continue;
+            }
+            tracing::info!(job = id, run = run_id, attempt, "lease expired; requeued");
             let status = requeue_stage_in(&mut tx, stage_id, self.for_update(false)).await?;
             events.push(Event::StageStatus {
                 run_id,
@@ -346,7 +353,7 @@ impl Store {
         let job = self.check_lease(&mut tx, job_id, &r.lease).await?;
         let attempt: i64 = sqlx::query(
             "UPDATE jobs SET status = 'ready', releases = releases + 1, lease = NULL, \
-             lease_until_ms = NULL, runner_id = NULL WHERE id = $1 RETURNING attempt",
+             lease_until_ms = NULL, runner_id = NULL, progress = 0 WHERE id = $1 RETURNING attempt",
         )
         .bind(job_id)
         .fetch_one(&mut *tx)

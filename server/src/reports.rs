@@ -8,7 +8,7 @@ use distillery_api::{
     ArtifactReport, CompleteJob, Event, FailJob, MetricBatch, MetricBatchAck, ProgressReport,
     SeriesPoint, StageKind, Status,
 };
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::error::AppError;
 use crate::queue::fail_run_in;
@@ -224,6 +224,15 @@ impl Store {
         let lock = self.for_update(false);
         let stage_status =
             finish_stage_in(&mut tx, job.stage_id, lock, now, c.message.as_deref()).await?;
+        // Two stages of one run finishing at once (PostgreSQL, READ COMMITTED) would each read
+        // the other as unfinished, and neither would unblock the stage waiting for both: the run
+        // row serializes them, and the second reads the first's stage as done.
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM runs WHERE id = $1{lock}"
+        )))
+        .bind(job.run_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let finished = unblock_dependents(&mut tx, job.run_id).await?;
         store_evals(&mut tx, job.run_id, job.stage_id, c, now).await?;
         merge_manifest(&mut tx, job.run_id, &c.manifest).await?;

@@ -79,10 +79,13 @@ impl Store {
         job_id: i64,
         lease: &str,
         path: &str,
-        stored: &ShardStored,
+        staged: &StagedShard,
     ) -> Result<(), AppError> {
+        let stored = &staged.stored;
         let mut tx = self.begin_write().await?;
+        // The lease is checked, and the job row held, while the file moves into place.
         let job = self.check_lease(&mut tx, job_id, lease).await?;
+        staged.commit().await?;
         sqlx::query("DELETE FROM artifacts WHERE stage_id = $1 AND kind = $2 AND path = $3")
             .bind(job.stage_id)
             .bind(SHARD_ARTIFACT)
@@ -132,7 +135,8 @@ impl Store {
         let shard = shard_of(kind, row.try_get(0)?, row.try_get(1)?)?
             .ok_or_else(|| AppError::NotFound(format!("{} has no shards", kind.as_str())))?;
         let status: String = row.try_get(2)?;
-        if status != "done" {
+        // `skipped`: a retried shard job found its own earlier output and uploaded it again.
+        if status != "done" && status != "skipped" {
             return Err(AppError::Conflict(format!(
                 "shard {index} of {} of run {run_id} is {status}, not done",
                 kind.as_str()
@@ -183,13 +187,13 @@ pub async fn remove_run_shards(root: &Path, run_id: i64) {
     }
 }
 
-/// Streams `body` into `root/relative` through a temp file and a rename; returns its size and
-/// SHA-256.
-pub async fn store_shard_body(
+/// Streams `body` into a temp file beside `root/relative`, computing its size and SHA-256; the
+/// caller moves it into place with [`Store::record_shard`].
+pub async fn stage_shard_body(
     root: &Path,
     relative: &str,
     body: Body,
-) -> Result<ShardStored, AppError> {
+) -> Result<StagedShard, AppError> {
     let target = root.join(relative);
     let dir = target
         .parent()
@@ -199,18 +203,40 @@ pub async fn store_shard_body(
         .await
         .map_err(|e| io(&dir.display().to_string(), e))?;
     let tmp = temp_beside(&target);
-    let result = write_stream(&tmp, body).await;
-    let stored = match result {
-        Ok(stored) => stored,
+    match write_stream(&tmp, body).await {
+        Ok(stored) => Ok(StagedShard {
+            tmp,
+            target,
+            stored,
+        }),
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
+            Err(e)
         }
-    };
-    tokio::fs::rename(&tmp, &target)
-        .await
-        .map_err(|e| io(&target.display().to_string(), e))?;
-    Ok(stored)
+    }
+}
+
+/// An uploaded shard written beside its final place, not yet in it: [`Store::record_shard`]
+/// moves it there only while the upload's lease still holds, so an upload that outlived its
+/// lease never replaces the file a later holder of the job stored.
+pub struct StagedShard {
+    tmp: PathBuf,
+    target: PathBuf,
+    pub stored: ShardStored,
+}
+
+impl StagedShard {
+    /// Moves the file to its final place.
+    async fn commit(&self) -> Result<(), AppError> {
+        tokio::fs::rename(&self.tmp, &self.target)
+            .await
+            .map_err(|e| AppError::Internal(format!("{}: {e}", self.target.display())))
+    }
+
+    /// Removes the staged file (the upload was refused).
+    pub async fn discard(&self) {
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
 }
 
 fn temp_beside(target: &Path) -> PathBuf {

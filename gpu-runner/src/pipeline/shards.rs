@@ -109,7 +109,12 @@ pub fn merge_shards(
         let range = shard_range(pairs.len(), index, count);
         let part = dir.join(format!(".shard-{index}-of-{count}.jsonl"));
         source.fetch(kind, index, count, &part)?;
-        check_shard(&part, &pairs[range.clone()])?;
+        check_shard(&part, &pairs[range.clone()]).map_err(|e| {
+            Error::Other(format!(
+                "{} shard {index} of {count} from the server: {e}",
+                kind.as_str()
+            ))
+        })?;
         let mut file = std::fs::File::open(&part).map_err(|e| Error::io(&part, e))?;
         std::io::copy(&mut file, &mut merged).map_err(|e| Error::io(out, e))?;
         std::fs::remove_file(&part).map_err(|e| Error::io(&part, e))?;
@@ -132,13 +137,14 @@ pub fn check_shard(path: &Path, pairs: &[(&str, &str)]) -> Result<()> {
     for_each_score(path, |line_no, rec| {
         match pairs.get(n) {
             Some((q, p)) if rec.query == *q && rec.passage == *p => {}
-            Some(_) => {
+            Some((q, _)) => {
+                let field = if rec.query == *q { "passage" } else { "query" };
                 return Err(Error::input(
                     path,
                     line_no,
-                    "query",
+                    field,
                     "does not match the data's pair at this position of the shard",
-                ))
+                ));
             }
             None => {
                 return Err(Error::input(

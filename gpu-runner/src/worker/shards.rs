@@ -80,9 +80,13 @@ pub(super) fn run_shard_job(
     };
     let path = format!("/jobs/{}/shard", job.id);
     let stored = match transport.retry(stop, || transport.upload(&path, &file, &job.lease)) {
-        Ok(Some(resp)) => resp
-            .json::<ShardStored>()
-            .map_err(|e| Error::Other(format!("server: shard upload: {e}")))?,
+        Ok(Some(resp)) => match resp.json::<ShardStored>() {
+            Ok(stored) => stored,
+            Err(e) => {
+                let bad = Error::Other(format!("server: shard upload answer: {e}"));
+                return end_on_error(transport, opts, job, reporter, bad);
+            }
+        },
         Ok(None) => {
             let stopped = Error::Stopped("while uploading the shard".into());
             return end_on_error(transport, opts, job, reporter, stopped);

@@ -10,11 +10,12 @@ use distillery_api::{RunJob, ShardStored, StageKind, LEASE_HEADER};
 
 use super::ApiPath;
 use crate::error::AppError;
-use crate::shards::{file_body, shard_file, store_shard_body};
+use crate::shards::{file_body, shard_file, stage_shard_body};
 use crate::{AppState, Settings};
 
 /// `PUT /jobs/{id}/shard`: the raw score file of a leased shard job, its lease in the
-/// [`LEASE_HEADER`] header. Idempotent: a retry replaces the file with the same bytes.
+/// [`LEASE_HEADER`] header. Idempotent: a retry replaces the file; an upload whose lease ran
+/// out meanwhile is refused (409) and leaves the stored file alone.
 pub async fn jobs_shard_upload(
     State(state): State<AppState>,
     axum::Extension(settings): axum::Extension<Settings>,
@@ -29,11 +30,16 @@ pub async fn jobs_shard_upload(
         .to_string();
     let (job, shard) = state.store.leased_shard(id, &lease).await?;
     let relative = shard_file(job.run_id, job.kind, shard);
-    let stored = store_shard_body(&settings.artifact_root, &relative, body).await?;
-    state
+    let staged = stage_shard_body(&settings.artifact_root, &relative, body).await?;
+    if let Err(e) = state
         .store
-        .record_shard(id, &lease, &relative, &stored)
-        .await?;
+        .record_shard(id, &lease, &relative, &staged)
+        .await
+    {
+        staged.discard().await;
+        return Err(e);
+    }
+    let stored = staged.stored;
     tracing::info!(
         job = id,
         run = job.run_id,

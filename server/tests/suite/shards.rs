@@ -270,6 +270,27 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // A shard completed as skipped (a retry that found its own earlier output and uploaded it
+    // again) is downloadable too; an upload whose lease ran out leaves the stored file alone.
+    let second = claim_kind(&r, runner, "score_train", 60_000).await;
+    assert_eq!(second["shard"]["index"], 1);
+    let uri = format!("/api/v1/jobs/{}/shard", second["id"]);
+    let header = [("x-distillery-lease", second["lease"].as_str().unwrap())];
+    let (status, _, _) = send_with(&r, "PUT", &uri, Some(text), &header).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = report(&r, &second, "complete", json!({"skipped": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) =
+        crate::common::get_text(&r, &format!("/api/v1/runs/{run}/shards/score_train/1")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, text));
+    let stale = "{\"query\": \"q\", \"passage\": \"p\", \"score\": 9.0}\n";
+    let (status, _, _) = send_with(&r, "PUT", &uri, Some(stale), &header).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let second_file = artifacts
+        .path()
+        .join(format!("shards/run-{run}/score_train-1-of-2.jsonl"));
+    assert_eq!(std::fs::read_to_string(&second_file).unwrap(), text);
+
     // A job that is not a shard takes no upload.
     let eval = claim_kind(&r, runner, "eval_before", 60_000).await;
     let uri = format!("/api/v1/jobs/{}/shard", eval["id"]);
@@ -285,4 +306,48 @@ async fn shard_files_upload_idempotently_and_download_once_done(store: Store) {
 both_backends!(
     shard_files,
     shard_files_upload_idempotently_and_download_once_done
+);
+
+/// Two shards of one run expiring in the same reap: the first, out of attempts, fails the run
+/// and cancels the second, which must stay cancelled (not be queued again, reviving the run).
+async fn a_run_failed_by_an_expired_shard_stays_failed(store: Store) {
+    let r = router(store.clone());
+    let run = launch_sharded(&r, 2).await;
+    let runner = register(&r, "gpu0").await;
+    // Shard 0 twice with a lease that runs out at once (each claim reaps the last one).
+    for attempt in 1..=2 {
+        let job = claim_kind(&r, runner, "score_train", 1).await;
+        assert_eq!(
+            (&job["shard"]["index"], &job["attempt"]),
+            (&json!(0), &json!(attempt))
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Its third attempt and shard 1's first, leased together, expire together.
+    let last = claim_kind(&r, runner, "score_train", 200).await;
+    let other = claim_kind(&r, runner, "score_train", 200).await;
+    assert_eq!(
+        (&last["shard"]["index"], &last["attempt"]),
+        (&json!(0), &json!(3))
+    );
+    assert_eq!(other["shard"]["index"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    store.reap_expired().await.unwrap();
+    assert_eq!(
+        get(&r, &format!("/api/v1/runs/{run}")).await["status"],
+        "failed"
+    );
+    assert_eq!(job_status(&r, &other).await, "cancelled");
+    assert_eq!(stage(&r, run, "score_train").await["status"], "failed");
+    assert!(claim_kind(&r, runner, "score_train", 60_000)
+        .await
+        .is_null());
+    assert_eq!(
+        get(&r, &format!("/api/v1/runs/{run}")).await["status"],
+        "failed"
+    );
+}
+both_backends!(
+    shard_expiry_fails_for_good,
+    a_run_failed_by_an_expired_shard_stays_failed
 );
