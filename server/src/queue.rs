@@ -23,6 +23,9 @@ use crate::store::{corrupt, now_ms, Backend, Store};
 pub const MAX_ATTEMPTS: i64 = 3;
 /// The lease of a claim that names none.
 pub const DEFAULT_LEASE_MS: i64 = 60_000;
+/// How recently a runner must have sent a heartbeat to keep the jobs that need its trained
+/// student (see [`Store::claim`]).
+pub const AFFINITY_MS: i64 = 60_000;
 /// The longest lease a claim may ask for.
 pub const MAX_LEASE_MS: i64 = 3_600_000;
 
@@ -142,14 +145,24 @@ impl Store {
                 .iter()
                 .map(|k| format!("'{}'", k.as_str()))
                 .collect();
-            format!(" AND kind IN ({})", names.join(", "))
+            format!(" AND j.kind IN ({})", names.join(", "))
         };
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        // Affinity: the stages that read the trained student (`eval_after`, then `compare`) wait
+        // for the runner that trained it while that runner is alive, so that no other runner
+        // trains it again for want of the model files; a runner that went silent frees them.
         let picked = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id FROM jobs WHERE status = 'ready'{kinds_sql} ORDER BY id LIMIT 1{}",
+            "SELECT j.id FROM jobs j WHERE j.status = 'ready'{kinds_sql} \
+             AND NOT (j.kind IN ('eval_after', 'compare') AND EXISTS (\
+               SELECT 1 FROM jobs t JOIN runners r ON r.id = t.runner_id \
+               WHERE t.run_id = j.run_id AND t.kind = 'train' AND t.status IN ('done', 'skipped') \
+               AND t.runner_id <> $1 AND r.last_heartbeat_ms > $2)) \
+             ORDER BY j.id LIMIT 1{}",
             self.for_update(true)
         )))
+        .bind(runner_id)
+        .bind(now - AFFINITY_MS)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(picked) = picked else {

@@ -197,7 +197,10 @@ mod tests {
 
         std::fs::write(&path, line("q", "b") + &line("q", "a")).unwrap();
         let err = check_shard(&path, &pairs).unwrap_err().to_string();
-        assert!(err.contains(":1: query"), "{err}");
+        assert!(err.contains(":1: passage"), "{err}");
+        std::fs::write(&path, line("q", "a") + &line("other", "b")).unwrap();
+        let err = check_shard(&path, &pairs).unwrap_err().to_string();
+        assert!(err.contains(":2: query"), "{err}");
 
         std::fs::write(&path, line("q", "a") + &line("q", "b") + &line("q", "c")).unwrap();
         let err = check_shard(&path, &pairs).unwrap_err().to_string();

@@ -85,6 +85,32 @@ async fn stages_wait_for_their_dependencies(store: Store) {
 }
 both_backends!(dependencies, stages_wait_for_their_dependencies);
 
+/// The stages that read the trained student go to the runner that trained it while it is
+/// alive: another runner would have to train it again for want of the model files.
+async fn stages_after_training_wait_for_the_trainer(store: Store) {
+    let r = router(store);
+    launch(&r, "affinity").await;
+    let (trainer, other) = (register(&r, "gpu0").await, register(&r, "gpu1").await);
+    loop {
+        let job = claim(&r, trainer, "{}").await;
+        assert!(
+            !job.is_null(),
+            "the trainer ran out of jobs before training"
+        );
+        let (status, body) = report(&r, &job, "complete", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if job["kind"] == "train" {
+            break;
+        }
+    }
+    // eval_after is ready, but not for the other runner; anything else still is.
+    let kinds = json!({"kinds": ["eval_after", "compare"]}).to_string();
+    assert!(claim(&r, other, &kinds).await.is_null());
+    let job = claim(&r, trainer, &kinds).await;
+    assert_eq!(job["kind"], "eval_after");
+}
+both_backends!(affinity, stages_after_training_wait_for_the_trainer);
+
 async fn an_expired_lease_requeues_with_its_checkpoint(store: Store) {
     let r = router(store.clone());
     launch(&r, "flaky").await;
