@@ -34,6 +34,9 @@ impl Store {
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
+        // The stage row first (jobs, stages, runs order): the average below then reads every
+        // sibling shard's latest progress, not a snapshot from before a sibling finished.
+        lock_stage_in(&mut tx, job.stage_id, self.for_update(false)).await?;
         // A sharded stage's progress is the mean over its shards (they differ by at most one
         // pair); its message and counts are the reporting shard's.
         let (message, detail) = match job.shard {

@@ -18,6 +18,9 @@ use crate::error::AppError;
 use crate::queue::{job_status, LeasedJob};
 use crate::store::{corrupt, now_ms, Store};
 
+/// The largest shard upload: 16 GiB, far above a split's scores (one short JSON line per pair).
+pub const MAX_SHARD_BYTES: i64 = 16 << 30;
+
 /// The artifact kind of an uploaded shard score file.
 pub const SHARD_ARTIFACT: &str = "teacher_scores_shard";
 
@@ -257,6 +260,12 @@ async fn write_stream(tmp: &Path, body: Body) -> Result<ShardStored, AppError> {
         let chunk = chunk.map_err(|e| AppError::bad("body", format!("upload broke off: {e}")))?;
         hasher.update(&chunk);
         size += chunk.len() as i64;
+        if size > MAX_SHARD_BYTES {
+            return Err(AppError::bad(
+                "body",
+                format!("a shard's scores may take at most {MAX_SHARD_BYTES} bytes"),
+            ));
+        }
         file.write_all(&chunk).await.map_err(io)?;
     }
     file.sync_all().await.map_err(io)?;
