@@ -5,7 +5,7 @@ use distillery_api::{Event, LogBatch, StageKind, StageLogLine};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::AppError;
-use crate::store::{corrupt, Store};
+use crate::store::{stage_kind_at, Store};
 
 /// Most lines accepted in one batch.
 pub const MAX_LOG_BATCH: usize = 1000;
@@ -133,10 +133,9 @@ impl Store {
         let mut lines = rows
             .iter()
             .map(|r| {
-                let kind: String = r.try_get(1)?;
                 Ok(StageLogLine {
                     stage_id: r.try_get(0)?,
-                    kind: StageKind::parse(&kind).ok_or_else(|| corrupt("stage kind", &kind))?,
+                    kind: stage_kind_at(r, 1, "stage kind")?,
                     attempt: r.try_get(2)?,
                     seq: r.try_get(3)?,
                     time_ms: r.try_get(4)?,

@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use crate::auth::new_secret;
 use crate::error::AppError;
 use crate::shards::shard_of;
-use crate::store::{corrupt, now_ms, Backend, Store};
+use crate::store::{corrupt, now_ms, stage_kind_at, Backend, Store};
 
 /// Claims of one job before an expired lease fails it for good.
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -184,8 +184,7 @@ impl Store {
         .await?;
         let run_id: i64 = row.try_get(0)?;
         let stage_id: i64 = row.try_get(1)?;
-        let kind: String = row.try_get(2)?;
-        let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
+        let kind = stage_kind_at(&row, 2, "job kind")?;
         let attempt: i64 = row.try_get(3)?;
         let shard = shard_of(kind, row.try_get(4)?, row.try_get(5)?)?;
         let stage = sqlx::query(
@@ -253,8 +252,7 @@ impl Store {
         for r in &rows {
             let (id, run_id, stage_id): (i64, i64, i64) =
                 (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            let kind: String = r.try_get(3)?;
-            let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
+            let kind = stage_kind_at(r, 3, "job kind")?;
             let attempt: i64 = r.try_get(4)?;
             let counted: i64 = r.try_get(5)?;
             if counted >= MAX_ATTEMPTS {
@@ -321,8 +319,7 @@ impl Store {
                 "job {job_id} is not leased with this lease (status {status}); stop working on it"
             )));
         }
-        let kind: String = row.try_get(2)?;
-        let kind = StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?;
+        let kind = stage_kind_at(&row, 2, "job kind")?;
         Ok(LeasedJob {
             id: job_id,
             run_id: row.try_get(0)?,

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::AppError;
 use crate::queue::{job_status, LeasedJob};
-use crate::store::{corrupt, now_ms, Store};
+use crate::store::{corrupt, now_ms, stage_kind_at, Store};
 
 /// The largest shard upload: 16 GiB, far above a split's scores (one short JSON line per pair).
 pub const MAX_SHARD_BYTES: i64 = 16 << 30;
@@ -160,17 +160,13 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let kind: String = r.try_get(2)?;
+                let kind = stage_kind_at(r, 2, "job kind")?;
                 let status: String = r.try_get(5)?;
                 Ok(RunJob {
                     id: r.try_get(0)?,
                     stage_id: r.try_get(1)?,
-                    kind: StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
-                    shard: shard_of(
-                        StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                    )?,
+                    kind,
+                    shard: shard_of(kind, r.try_get(3)?, r.try_get(4)?)?,
                     status: job_status(&status),
                     attempt: r.try_get(6)?,
                     runner_id: r.try_get(7)?,
@@ -182,7 +178,7 @@ impl Store {
 
 /// Removes the uploaded shards of a deleted run; a failure is logged, the run is gone anyway.
 pub async fn remove_run_shards(root: &Path, run_id: i64) {
-    let dir = root.join(format!("shards/run-{run_id}"));
+    let dir = root.join(run_shard_dir(run_id));
     match tokio::fs::remove_dir_all(&dir).await {
         Ok(()) => tracing::info!(run = run_id, "removed the run's shard files"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -161,6 +161,17 @@ pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> AppError {
     AppError::Internal(format!("corrupt {what} in database: {detail}"))
 }
 
+/// The stage kind in column `index` of `row` (`what` names it in the error if it is unknown).
+pub(crate) fn stage_kind_at(
+    row: &sqlx::any::AnyRow,
+    index: usize,
+    what: &str,
+) -> Result<distillery_api::StageKind, AppError> {
+    use sqlx::Row;
+    let kind: String = row.try_get(index)?;
+    distillery_api::StageKind::parse(&kind).ok_or_else(|| corrupt(what, &kind))
+}
+
 /// Serializes a value stored as JSON text.
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, AppError> {
     serde_json::to_string(v).map_err(|e| AppError::Internal(e.to_string()))

@@ -1,9 +1,9 @@
 //! The runners page's view: every runner with the stage it holds a lease on.
 
-use distillery_api::{RunnerJob, RunnerStatus, StageKind};
+use distillery_api::{RunnerJob, RunnerStatus};
 use sqlx::Row;
 
-use super::{corrupt, Store};
+use super::{stage_kind_at, Store};
 use crate::error::AppError;
 
 impl Store {
@@ -20,14 +20,13 @@ impl Store {
         .await?;
         let mut jobs: Vec<(i64, RunnerJob)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let kind: String = r.try_get(4)?;
             jobs.push((
                 r.try_get(0)?,
                 RunnerJob {
                     job_id: r.try_get(1)?,
                     run_id: r.try_get(2)?,
                     run_name: r.try_get(3)?,
-                    stage: StageKind::parse(&kind).ok_or_else(|| corrupt("job kind", &kind))?,
+                    stage: stage_kind_at(r, 4, "job kind")?,
                     progress: r.try_get(5)?,
                     message: r.try_get(6)?,
                     attempt: r.try_get(7)?,

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::run_filter::{order_by, RunFilter, RunSort};
 
-use super::{corrupt, now_ms, to_json, Store};
+use super::{corrupt, now_ms, stage_kind_at, to_json, Store};
 use crate::error::AppError;
 
 const RUN_COLUMNS: &str = "SELECT id, experiment_id, name, status, config, tags, created_ms, \
@@ -230,12 +230,11 @@ pub(crate) async fn denormalize_eval(
 }
 
 fn stage_from_row(r: &AnyRow) -> Result<Stage, AppError> {
-    let kind: String = r.try_get(2)?;
     let status: String = r.try_get(3)?;
     Ok(Stage {
         id: r.try_get(0)?,
         run_id: r.try_get(1)?,
-        kind: StageKind::parse(&kind).ok_or_else(|| corrupt("stage kind", &kind))?,
+        kind: stage_kind_at(r, 2, "stage kind")?,
         status: Status::parse(&status).ok_or_else(|| corrupt("stage status", &status))?,
         progress: r.try_get(4)?,
         attempt: r.try_get(5)?,
