@@ -351,6 +351,25 @@ fn check_adamw(dev: &Device, rows: &mut Vec<CheckRow>) -> Result<()> {
     Ok(())
 }
 
+/// One row of ids per length, starting with `<s>`, the rest spread over `vocab` (deterministic).
+pub(super) fn id_rows(lengths: &[usize], vocab: u32) -> Vec<Vec<u32>> {
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            (0..len as u32)
+                .map(|j| {
+                    if j == 0 {
+                        0
+                    } else {
+                        5 + (i as u32 * 131 + j * 17) % (vocab - 10)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Random f32 weights for every tensor of `cfg` (LayerNorm gains near 1), as Vars.
 pub(super) fn random_model(cfg: &Config, dev: &Device) -> Result<Vec<(String, Var)>> {
     let mut vars = Vec::new();
@@ -387,19 +406,8 @@ fn check_model(dtype: DType, dev: &Device, rows: &mut Vec<CheckRow>) -> Result<(
         .collect();
     let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
     let model = XLMRobertaForSequenceClassification::load(vb, &cfg, dtype)?;
-    let ids: Vec<Vec<u32>> = (0..8u32)
-        .map(|i| {
-            (0..20 + 3 * i)
-                .map(|j| {
-                    if j == 0 {
-                        0
-                    } else {
-                        5 + (i * 131 + j * 17) % 990
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let lengths: Vec<usize> = (0..8).map(|i| 20 + 3 * i).collect();
+    let ids = id_rows(&lengths, cfg.vocab_size as u32);
     let batch = pad_batch(&ids, cfg.pad_token_id, dev)
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let w = Tensor::randn(0f32, 1.0, 8, dev)?;

@@ -6,30 +6,11 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::check::{random_model, rel_err, CheckRow};
+use super::check::{id_rows, random_model, rel_err, CheckRow};
 use super::infer::{self, MAX_LEN};
 use crate::student::encode::pad_batch;
 use crate::student::ops::Mode;
 use crate::student::xlm_roberta::{Config, XLMRobertaForSequenceClassification};
-
-/// Rows of `n` random ids starting with `<s>`, one per length.
-fn rows_of(lengths: &[usize], vocab: u32) -> Vec<Vec<u32>> {
-    lengths
-        .iter()
-        .enumerate()
-        .map(|(i, &len)| {
-            (0..len as u32)
-                .map(|j| {
-                    if j == 0 {
-                        0
-                    } else {
-                        5 + (i as u32 * 131 + j * 17) % (vocab - 10)
-                    }
-                })
-                .collect()
-        })
-        .collect()
-}
 
 /// Logits of `model` on `rows` with the packed path on or off.
 fn logits(
@@ -71,7 +52,7 @@ pub(super) fn check_packed_model(dev: &Device, rows: &mut Vec<CheckRow>) -> Resu
     let bf16 = load(DType::BF16)?;
     let f32 = load(DType::F32)?;
     let lengths = [1, 2, 31, 32, 33, 48, 63, 64, 65, 96, 127, MAX_LEN];
-    let batch = rows_of(&lengths, cfg.vocab_size as u32);
+    let batch = id_rows(&lengths, cfg.vocab_size as u32);
     let packed = logits(&bf16, &batch, true, dev)?;
     let padded = logits(&bf16, &batch, false, dev)?;
     let reference = logits(&f32, &batch, false, dev)?;
@@ -91,7 +72,7 @@ pub(super) fn check_packed_model(dev: &Device, rows: &mut Vec<CheckRow>) -> Resu
         rel_err(&padded, &reference)?,
         3e-2,
     );
-    let long = rows_of(&[40, MAX_LEN + 1], cfg.vocab_size as u32);
+    let long = id_rows(&[40, MAX_LEN + 1], cfg.vocab_size as u32);
     let fallback = logits(&bf16, &long, true, dev)?;
     let padded_long = logits(&bf16, &long, false, dev)?;
     push(

@@ -17,9 +17,10 @@ use super::{
     INFER_MODULE, INFER_PTX,
 };
 
-/// Longest sequence the attention kernel holds in shared memory.
-pub const MAX_LEN: usize = 128;
-/// Widest head the attention kernel takes (and it must be even).
+/// Longest sequence the attention kernel holds in shared memory (`ATT_MAX_L`); the host's
+/// packing refuses longer batches with the same bound.
+pub use crate::student::xlm_roberta::PACKED_MAX_LEN as MAX_LEN;
+/// Widest head the attention kernel takes (and a multiple of 8).
 pub const MAX_HEAD_DIM: usize = 64;
 /// Widest row the LayerNorm kernels hold in registers.
 const MAX_WIDTH: usize = 1024;
@@ -40,12 +41,14 @@ pub fn set_packed(on: bool) {
 
 /// Whether the packed kernels take a model of this shape.
 pub fn supports(hidden: usize, heads: usize, intermediate: usize) -> bool {
-    let head_dim = hidden / heads.max(1);
-    hidden <= MAX_WIDTH
-        && head_dim * heads == hidden
-        && head_dim <= MAX_HEAD_DIM
-        && head_dim.is_multiple_of(8)
-        && intermediate.is_multiple_of(8)
+    hidden <= MAX_WIDTH && head_dim(hidden, heads).is_some() && intermediate.is_multiple_of(8)
+}
+
+/// The width of one of `heads` heads of `hidden`, when the attention kernel takes it: they
+/// divide evenly, into at most [`MAX_HEAD_DIM`], a multiple of 8 (16-byte loads).
+fn head_dim(hidden: usize, heads: usize) -> Option<usize> {
+    let dim = hidden / heads.max(1);
+    (dim * heads == hidden && dim <= MAX_HEAD_DIM && dim.is_multiple_of(8)).then_some(dim)
 }
 
 /// Whether a view starts at a multiple of `elements` (with candle's aligned allocations, the
@@ -251,14 +254,10 @@ impl CustomOp3 for PackedAttention {
         let dev = &qkv.device;
         let (t, width) = rows_and_width(ql);
         let hidden = width / 3;
-        let head_dim = hidden / self.heads.max(1);
-        if width != 3 * hidden
-            || head_dim * self.heads != hidden
-            || head_dim > MAX_HEAD_DIM
-            || !head_dim.is_multiple_of(8)
-            || bl.shape().elem_count() != width
-            || self.max_len > MAX_LEN
-        {
+        let dims = head_dim(hidden, self.heads);
+        let Some(dim) = dims.filter(|_| {
+            width == 3 * hidden && bl.shape().elem_count() == width && self.max_len <= MAX_LEN
+        }) else {
             bail!(
                 "packed attention: qkv {:?}, bias {:?}, {} heads, longest {} not supported",
                 ql.shape(),
@@ -266,7 +265,7 @@ impl CustomOp3 for PackedAttention {
                 self.heads,
                 self.max_len
             );
-        }
+        };
         if !aligned(ql, 8, "qkv")? || !aligned(bl, 4, "bias")? {
             bail!("packed attention: qkv and bias must start 16-byte aligned");
         }
@@ -280,7 +279,7 @@ impl CustomOp3 for PackedAttention {
             block_dim: (32 * ATTENTION_WARPS, 1, 1),
             shared_mem_bytes: attention_shared_bytes(self.max_len),
         };
-        let (h32, dh32) = (self.heads as i32, (hidden / self.heads) as i32);
+        let (h32, dh32) = (self.heads as i32, dim as i32);
         let lmax = self.max_len as i32;
         if sequences > 0 && self.max_len > 0 {
             launch!(in INFER_MODULE, INFER_PTX; dev, "attention_packed_bf16", cfg;

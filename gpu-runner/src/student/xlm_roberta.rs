@@ -15,6 +15,8 @@ use super::ops::{self, Mode};
 mod packed;
 mod packing;
 
+pub use packing::MAX_LEN as PACKED_MAX_LEN;
+
 /// The fields of an HF `config.json` that the model reads. Unknown keys are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -19,9 +19,6 @@ use super::{
 };
 use crate::kernels::infer;
 
-// The host's packing and the attention kernel agree on the longest sequence.
-const _: () = assert!(super::packing::MAX_LEN == infer::MAX_LEN);
-
 /// The weights of one layer in the packed forward's layout.
 struct PackedLayer {
     /// `[query; key; value]` weights, `[3·hidden, hidden]` bf16.
@@ -106,8 +103,11 @@ impl Packed {
             return Ok(None);
         };
         let device = input_ids.device();
-        let rows = Tensor::from_vec(batch.rows, batch.rows_len, device)?;
-        let cu = Tensor::from_vec(batch.offsets, batch.sequences + 1, device)?;
+        let sequences = batch.sequences();
+        // Sequence b's `<s>` is packed row offsets[b]: the classifier's input rows.
+        let firsts = Tensor::new(&batch.offsets[..sequences], device)?;
+        let cu = Tensor::new(batch.offsets.as_slice(), device)?;
+        let rows = Tensor::new(batch.rows.as_slice(), device)?;
         let ids = input_ids.flatten_all()?.index_select(&rows, 0)?;
         let positions = position_ids.flatten_all()?.index_select(&rows, 0)?;
         let e = &model.embeddings;
@@ -118,12 +118,11 @@ impl Packed {
         for (layer, packed) in model.layers.iter().zip(&self.layers) {
             xs = self.layer(layer, packed, &xs, &cu, batch.max_len)?;
         }
-        let firsts = Tensor::from_vec(batch.firsts, batch.sequences, device)?;
         let cls = xs.index_select(&firsts, 0)?;
         let head = &model.classifier;
         let hidden = head.dense.forward(&cls, DType::BF16)?.tanh()?;
         let logits = head.out_proj.forward(&hidden, DType::BF16)?;
-        Ok(Some(logits.reshape(batch.sequences)?))
+        Ok(Some(logits.reshape(sequences)?))
     }
 
     fn layer(

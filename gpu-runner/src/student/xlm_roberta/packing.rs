@@ -4,19 +4,17 @@
 
 use candle_core::{DType, Tensor};
 
-/// Longest sequence the packed path takes (the attention kernel's shared-memory tile).
-pub(super) const MAX_LEN: usize = 128;
+/// Longest sequence the packed path takes (the attention kernel's shared-memory tile,
+/// `ATT_MAX_L` in `kernels/infer.cu`).
+pub const MAX_LEN: usize = 128;
 
 /// Where a padded batch's real tokens go in the packed matrix.
 pub(super) struct PackedBatch {
     /// Flat indices (`b·L + j`) of the real tokens, sequence by sequence.
     pub(super) rows: Vec<u32>,
-    pub(super) rows_len: usize,
-    /// Row offsets of the sequences, `B + 1`.
+    /// Row offsets of the sequences, `B + 1`: sequence `b`'s first token (`<s>`, the
+    /// classifier's input) is packed row `offsets[b]`.
     pub(super) offsets: Vec<u32>,
-    /// The packed row of each sequence's first token (`<s>`, the classifier's input).
-    pub(super) firsts: Vec<u32>,
-    pub(super) sequences: usize,
     /// The longest sequence.
     pub(super) max_len: usize,
 }
@@ -31,7 +29,6 @@ impl PackedBatch {
     pub(super) fn from_mask(mask: &[Vec<f32>]) -> Option<PackedBatch> {
         let mut rows = Vec::new();
         let mut offsets = vec![0u32];
-        let mut firsts = Vec::with_capacity(mask.len());
         let mut max_len = 0;
         for (b, row) in mask.iter().enumerate() {
             let len = row.iter().take_while(|&&m| m != 0.0).count();
@@ -40,19 +37,20 @@ impl PackedBatch {
                 return None;
             }
             max_len = max_len.max(len);
-            firsts.push(rows.len() as u32);
             let base = (b * row.len()) as u32;
             rows.extend(base..base + len as u32);
             offsets.push(rows.len() as u32);
         }
         Some(PackedBatch {
-            rows_len: rows.len(),
             rows,
             offsets,
-            firsts,
-            sequences: mask.len(),
             max_len,
         })
+    }
+
+    /// Sequences in the batch.
+    pub(super) fn sequences(&self) -> usize {
+        self.offsets.len() - 1
     }
 }
 
@@ -65,7 +63,7 @@ mod tests {
         let p = PackedBatch::from_mask(&[vec![1.0, 1.0, 0.0], vec![1.0, 1.0, 1.0]]).unwrap();
         assert_eq!(p.rows, vec![0, 1, 3, 4, 5]);
         assert_eq!(p.offsets, vec![0, 2, 5]);
-        assert_eq!(p.firsts, vec![0, 2]);
+        assert_eq!(p.sequences(), 2);
         assert_eq!(p.max_len, 3);
         assert!(PackedBatch::from_mask(&[vec![0.0, 1.0, 1.0]]).is_none());
         assert!(PackedBatch::from_mask(&[vec![1.0, 0.0, 1.0]]).is_none());
