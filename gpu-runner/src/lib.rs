@@ -11,6 +11,8 @@
 //! - [`triplets`]: margin triplets exactly as the reference `create_triplets.py`;
 //! - [`metrics`]: MAP, MRR@k and NDCG@k with sentence-transformers v5 semantics, per query;
 //! - [`compare`]: paired before/after changes with bootstrap CIs and randomization tests;
+//! - [`hf_config`]: Hugging Face `config.json` in the transformers 4.x and 5.x forms, mapped to
+//!   one form before the model families' typed configs read it;
 //! - [`jsonl`]: streamed `.jsonl`/`.jsonl.gz` reading and Python-`json.dumps`-compatible writing.
 //!
 //! Architecture invariant: the library never prints to stdout and never exits the process;
@@ -23,6 +25,7 @@ pub mod data;
 pub mod demo;
 pub mod device;
 pub mod error;
+pub mod hf_config;
 pub mod io;
 pub mod jsonl;
 #[cfg(feature = "cuda")]

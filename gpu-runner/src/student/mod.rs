@@ -39,12 +39,12 @@ fn model_error(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
     }
 }
 
-/// Reads and validates `config.json` of a model directory.
+/// Reads and validates `config.json` of a model directory, in the form of transformers 4.x or
+/// 5.x (see [`crate::hf_config`]).
 pub fn load_config(dir: &Path) -> Result<Config> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let cfg: Config = serde_json::from_str(&text)
-        .map_err(|e| model_error(&path, format!("invalid config: {e}")))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let cfg: Config = crate::hf_config::parse(&path, &bytes, "an XLM-RoBERTa config")?;
     cfg.validate().map_err(|m| model_error(&path, m))?;
     Ok(cfg)
 }

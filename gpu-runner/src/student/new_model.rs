@@ -138,10 +138,12 @@ pub fn random_weights(cfg: &Config, seed: u64) -> Result<HashMap<String, Tensor>
 }
 
 /// The `config.json` of `cfg` as HF writes it, plus `extra` keys (e.g. `sentence_transformers`).
+/// The weights' dtype goes under `torch_dtype`, which transformers 4.x and 5.x both read (4.x
+/// ignores 5.x's `dtype`); XLM-R has no RoPE keys to choose a form for.
 pub fn config_json(cfg: &Config) -> Result<serde_json::Value> {
     let mut json = serde_json::to_value(cfg).map_err(|e| Error::Other(format!("config: {e}")))?;
     if let Some(map) = json.as_object_mut() {
-        map.insert("torch_dtype".into(), "float32".into());
+        crate::hf_config::set_export_dtype(map, "float32");
         map.insert("use_cache".into(), true.into());
         map.insert(
             "sentence_transformers".into(),

@@ -17,7 +17,10 @@ mod packing;
 
 pub use packing::MAX_LEN as PACKED_MAX_LEN;
 
-/// The fields of an HF `config.json` that the model reads. Unknown keys are ignored.
+/// The fields of an HF `config.json` that the model reads, in the form
+/// [`crate::hf_config::normalize`] gives (transformers 4.x and 5.x files alike; 5.x no longer
+/// writes `position_embedding_type`, which then defaults to `"absolute"`, its only value there).
+/// Unknown keys are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -61,6 +64,10 @@ pub struct Config {
     pub initializer_range: f64,
     /// Labels of the head; a reranker has one.
     pub id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The dtype the checkpoint declares (`dtype`, or `torch_dtype` before transformers 4.56).
+    /// Informational: weights load as f32. Not serialised: exports write `torch_dtype`.
+    #[serde(skip_serializing)]
+    pub dtype: Option<String>,
 }
 
 impl Default for Config {
@@ -87,6 +94,7 @@ impl Default for Config {
             position_embedding_type: "absolute".into(),
             initializer_range: 0.02,
             id2label: None,
+            dtype: None,
         }
     }
 }

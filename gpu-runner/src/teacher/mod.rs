@@ -110,14 +110,13 @@ impl Teacher {
     pub fn load(dir: &Path, options: TeacherOptions) -> Result<Teacher> {
         let config_path = dir.join("config.json");
         let config_bytes = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let cfg: Config = serde_json::from_slice(&config_bytes).map_err(|e| Error::Model {
-            path: config_path.clone(),
-            message: format!("not a Qwen3 config: {e}"),
-        })?;
-        cfg.validate().map_err(|message| Error::Model {
-            path: config_path.clone(),
-            message,
-        })?;
+        let cfg = Config::parse(&config_path, &config_bytes)?;
+        tracing::debug!(
+            declared = cfg.dtype.as_deref().unwrap_or("none"),
+            compute = dtype_name(options.dtype),
+            rope_theta = cfg.rope_theta,
+            "teacher config"
+        );
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"))?;
         let special = SpecialTokens::check(&tokenizer)?;
         for (name, id) in [("yes", special.yes), ("no", special.no)] {

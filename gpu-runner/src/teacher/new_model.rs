@@ -80,7 +80,7 @@ impl Preset {
             hidden_act: "silu".into(),
             attention_bias: false,
             use_sliding_window: false,
-            rope_scaling: None,
+            dtype: Some(torch_dtype_name(self.dtype()).into()),
         }
     }
 
@@ -269,21 +269,29 @@ fn split_into_shards(specs: &[Spec], dtype: DType, max_bytes: usize) -> Vec<Vec<
     shards
 }
 
+/// The torch name of a storage dtype.
+fn torch_dtype_name(dtype: DType) -> &'static str {
+    if dtype == DType::F32 {
+        "float32"
+    } else {
+        "bfloat16"
+    }
+}
+
+/// Writes `cfg` in the transformers 4.x form (top-level `rope_theta`, `rope_scaling: null`,
+/// `torch_dtype`): transformers 5 reads it too, while 4.x ignores 5.x's `rope_parameters` and
+/// `dtype` (it would run θ = 10,000).
 fn write_config(cfg: &Config, dtype: DType, path: &Path) -> Result<()> {
     let mut json = serde_json::to_value(cfg)
         .map_err(|e| Error::Other(format!("cannot encode config: {e}")))?;
     if let Some(obj) = json.as_object_mut() {
-        let torch_dtype = if dtype == DType::F32 {
-            "float32"
-        } else {
-            "bfloat16"
-        };
         obj.insert(
             "architectures".into(),
             serde_json::json!(["Qwen3ForCausalLM"]),
         );
         obj.insert("model_type".into(), "qwen3".into());
-        obj.insert("torch_dtype".into(), torch_dtype.into());
+        crate::hf_config::set_export_dtype(obj, torch_dtype_name(dtype));
+        obj.insert("rope_scaling".into(), serde_json::Value::Null);
         obj.insert("bos_token_id".into(), 151_643.into());
         obj.insert("eos_token_id".into(), 151_645.into());
         obj.insert("attention_dropout".into(), 0.0.into());
