@@ -15,6 +15,7 @@ pub mod events;
 pub mod queries;
 pub mod queue;
 pub mod runner_status;
+pub mod stats;
 pub mod stream;
 
 pub use auth::{Login, NewToken, NewUser, Role, Secret, ShareLink, TokenInfo, User, UserUpdate};
@@ -30,6 +31,7 @@ pub use queue::{
     Runner, RunnerCatalog, Shard, ShardStored, LEASE_HEADER,
 };
 pub use runner_status::{RunnerJob, RunnerStatus};
+pub use stats::StageStats;
 pub use stream::{LogBatch, LogLine, ProgressDetail, ReleaseJob, StageLogLine};
 
 /// The version prefix of every REST endpoint.
@@ -252,6 +254,9 @@ pub struct Stage {
     /// The last checkpoint reported, which a requeued attempt resumes from.
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// Wall time and throughput of the stage's work, once it is done.
+    #[serde(default)]
+    pub stats: Option<StageStats>,
 }
 
 /// One row of a run's metric table: a metric before and after training.

@@ -241,6 +241,9 @@ pub struct CompleteJob {
     /// Facts about this stage to merge into the run's manifest (hashes, versions, device…).
     #[serde(default)]
     pub manifest: serde_json::Map<String, serde_json::Value>,
+    /// Wall time and throughput of the work (absent when the stage was reused).
+    #[serde(default)]
+    pub stats: Option<crate::StageStats>,
 }
 
 /// `POST /api/v1/jobs/{id}/fail`: the stage failed; the run fails with it.

@@ -239,6 +239,9 @@ impl Store {
         let finished = unblock_dependents(&mut tx, job.run_id).await?;
         store_evals(&mut tx, job.run_id, job.stage_id, c, now).await?;
         merge_manifest(&mut tx, job.run_id, &c.manifest).await?;
+        if let Some(stats) = &c.stats {
+            merge_stage_stats(&mut tx, job.stage_id, stats).await?;
+        }
         let run_status = if finished {
             Status::Done
         } else {
@@ -446,6 +449,41 @@ async fn merge_manifest(
     sqlx::query("UPDATE runs SET manifest = $1 WHERE id = $2")
         .bind(to_json(&manifest)?)
         .bind(run_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds a job's stats to its stage's (the stage row is locked by the caller, so shards finishing
+/// together add up).
+async fn merge_stage_stats(
+    conn: &mut AnyConnection,
+    stage_id: i64,
+    stats: &distillery_api::StageStats,
+) -> Result<(), AppError> {
+    if !(stats.seconds.is_finite() && stats.seconds >= 0.0) || stats.unit.len() > 32 {
+        return Err(AppError::bad(
+            "stats",
+            "seconds must be a finite non-negative number and unit at most 32 characters",
+        ));
+    }
+    let old: Option<String> = sqlx::query("SELECT stats FROM stages WHERE id = $1")
+        .bind(stage_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    let merged = match old {
+        Some(text) => {
+            let mut old: distillery_api::StageStats =
+                serde_json::from_str(&text).map_err(|e| corrupt("stage stats", e))?;
+            old.merge(stats);
+            old
+        }
+        None => stats.clone(),
+    };
+    sqlx::query("UPDATE stages SET stats = $1 WHERE id = $2")
+        .bind(to_json(&merged)?)
+        .bind(stage_id)
         .execute(&mut *conn)
         .await?;
     Ok(())

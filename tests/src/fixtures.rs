@@ -154,6 +154,7 @@ pub async fn seed_results(store: &Store) {
                     .as_object()
                     .cloned()
                     .unwrap_or_default(),
+                stats: None,
             },
         )
         .await

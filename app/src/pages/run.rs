@@ -190,6 +190,7 @@ fn stage_item(stage: Stage) -> impl IntoView {
             <span class="stage-status">{stage.status.as_str()}</span>
             <progress max="100" value=pct aria-label=format!("{} progress", stage.kind.as_str())></progress>
             <span class="stage-info">{format!("{pct}% {eta} {runner} {}", stage.message.unwrap_or_default())}</span>
+            {stage.stats.map(|s| view! { <span class="stage-stats">{s.summary()}</span> })}
         </li>
     }
 }

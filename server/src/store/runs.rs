@@ -16,7 +16,7 @@ const RUN_COLUMNS: &str = "SELECT id, experiment_id, name, status, config, tags,
      before_ndcg FROM runs";
 
 const STAGE_COLUMNS: &str = "SELECT id, run_id, kind, status, progress, attempt, runner, \
-     message, started_ms, finished_ms, checkpoint FROM stages";
+     message, started_ms, finished_ms, checkpoint, stats FROM stages";
 
 impl Store {
     /// Records a run and expands it into one stage and one job per [`StageKind`] (one job per
@@ -243,5 +243,9 @@ fn stage_from_row(r: &AnyRow) -> Result<Stage, AppError> {
         started_ms: r.try_get(8)?,
         finished_ms: r.try_get(9)?,
         checkpoint: r.try_get(10)?,
+        stats: r
+            .try_get::<Option<String>, _>(11)?
+            .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("stage stats", e)))
+            .transpose()?,
     })
 }

@@ -89,11 +89,33 @@ async fn shard_jobs_are_claimable_alone_and_gate_downstream(store: Store) {
         .unwrap();
     assert!((progress - 0.2).abs() < 1e-9, "{progress}");
 
-    // Two of three shards done: the stage still runs and triplets wait.
-    for job in &jobs[..2] {
-        let (status, body) = report(&r, job, "complete", json!({})).await;
+    // Two of three shards done: the stage still runs and triplets wait. Each shard reports
+    // what it measured; the stage's stats add them up.
+    let measured = [
+        json!({"seconds": 2.0, "items": 100, "unit": "pairs", "from_cache": 10, "setup_seconds": 1.0}),
+        json!({"seconds": 4.0, "items": 300, "unit": "pairs", "peak_gib": 20.5}),
+    ];
+    for (job, stats) in jobs[..2].iter().zip(&measured) {
+        let (status, body) = report(&r, job, "complete", json!({"stats": stats})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+    let stats = &stage(&r, run, "score_train").await["stats"];
+    assert_eq!(
+        (
+            &stats["items"],
+            &stats["seconds"],
+            &stats["from_cache"],
+            &stats["jobs"]
+        ),
+        (&json!(400), &json!(4.0), &json!(10), &json!(2)),
+        "{stats}"
+    );
+    assert_eq!(stats["peak_gib"], 20.5);
+    assert!(stage(&r, run, "score_test").await["stats"].is_null());
+    let bad = json!({"stats": {"seconds": -1.0, "items": 1, "unit": "pairs"}});
+    let (status, body) = report(&r, &jobs[3], "complete", bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("stats"), "{body}");
     let train = stage(&r, run, "score_train").await;
     assert_eq!(train["status"], "running", "{train}");
     assert!(claim_kind(&r, runners[0], "triplets_train", 60_000)
