@@ -3,14 +3,20 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
 /// The sha256 (hex) of a file, or of a directory's files (names and contents, sorted by name,
-/// recursively).
+/// recursively). Remembered per process by [`super::identity`]: a path whose files all keep
+/// their size and modification time is not read again.
 pub fn hash_path(path: &Path) -> Result<String> {
+    super::identity::cached(path, hash_contents)
+}
+
+/// [`hash_path`] without the memo: reads every byte.
+pub fn hash_contents(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     feed(&mut hasher, path, Path::new(""))?;
     Ok(hex::encode(hasher.finalize()))
@@ -19,13 +25,8 @@ pub fn hash_path(path: &Path) -> Result<String> {
 fn feed(hasher: &mut Sha256, path: &Path, rel: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| Error::io(path, e))?
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| Error::io(path, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            feed(hasher, &entry.path(), &rel.join(entry.file_name()))?;
+        for (name, entry) in super::identity::sorted_entries(path)? {
+            feed(hasher, &entry, &rel.join(name))?;
         }
         return Ok(());
     }
@@ -55,11 +56,20 @@ pub fn stage_key(name: &str, params: &str, input_hashes: &[&str]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The git commit this binary was built from (`-dirty` with uncommitted changes).
+pub const GIT_COMMIT: &str = env!("DISTILLERY_GIT_COMMIT");
+/// candle's version in the lock file.
+pub const CANDLE_VERSION: &str = env!("DISTILLERY_CANDLE_VERSION");
+
 /// What `manifest.json` records about a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// gpu-runner's version.
     pub runner_version: String,
+    /// The git commit gpu-runner was built from.
+    pub git_commit: String,
+    /// candle's version.
+    pub candle_version: String,
     /// The device the stages ran on.
     pub device: String,
     /// The run configuration.
@@ -77,7 +87,7 @@ pub struct Manifest {
 }
 
 /// One stage of the run in the manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
     /// The stage kind.
     pub stage: distillery_api::StageKind,
@@ -87,6 +97,9 @@ pub struct StageRecord {
     pub dir: String,
     /// Whether an earlier identical stage's outputs were reused.
     pub reused: bool,
+    /// What the stage's work measured (for a reused stage: when it ran, if it recorded it).
+    #[serde(default)]
+    pub stats: Option<distillery_api::StageStats>,
 }
 
 #[cfg(test)]
