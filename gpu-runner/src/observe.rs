@@ -45,6 +45,8 @@ pub struct StageContext<'a> {
     /// Where the shards of a sharded teacher scoring come from; without one, a stage that
     /// needs the scores computes them here.
     pub shards: Option<&'a dyn crate::pipeline::shards::ShardSource>,
+    /// The runner's cross-run teacher-score cache (a directory), if any.
+    pub score_cache: Option<&'a std::path::Path>,
 }
 
 impl StageContext<'static> {
@@ -56,6 +58,7 @@ impl StageContext<'static> {
             checkpoint_every: None,
             resume_max_step: None,
             shards: None,
+            score_cache: None,
         }
     }
 }

@@ -30,7 +30,7 @@ fn run(
     let options = JobOptions {
         batching: Batching::Size(4),
         window: 3,
-        cache: cache.map(Path::to_path_buf),
+        cache: cache.map(|c| gpu_runner::teacher::cache::CacheAt::File(c.to_path_buf())),
     };
     job::run(teacher, pairs, out, &options, &ProgressBar::hidden()).unwrap()
 }
@@ -64,7 +64,8 @@ fn job_writes_flattened_order_resumes_and_uses_the_cache() {
     }
     assert!(!job::partial_path(&out).exists());
 
-    // A crash after four pairs, mid-way through the fifth line.
+    // A crash after four pairs, mid-way through the fifth line: the window of the fourth pair
+    // (pairs 3..6, one query) is scored again, in the batches of the uninterrupted run.
     let text = std::fs::read_to_string(&out).unwrap();
     let mut partial: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
     partial.push_str("{\"query\": \"query 1 ja");
@@ -75,9 +76,9 @@ fn job_writes_flattened_order_resumes_and_uses_the_cache() {
         report,
         JobReport {
             total: 10,
-            resumed: 4,
+            resumed: 3,
             from_cache: 0,
-            computed: 6
+            computed: 7
         }
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
@@ -176,9 +177,10 @@ fn score_command_end_to_end() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // Shards are whole windows (here one query each): the second query's two pairs.
     let shard_records = read_scores(&shard).unwrap();
-    assert_eq!(shard_records.len(), 3);
-    assert_eq!(shard_records[0].passage, "trains");
+    assert_eq!(shard_records.len(), 2);
+    assert_eq!(shard_records[0].passage, "Integer.parseInt");
 }
 
 /// The shards' score files of a run, as a server would hand them back.
@@ -202,6 +204,22 @@ impl gpu_runner::pipeline::shards::ShardSource for LocalShards {
     }
 }
 
+/// Writes `lines` as the data set and returns it with a run config of the tiny teacher on it.
+fn model_teacher_run(dir: &Path, lines: &str) -> (std::path::PathBuf, distillery_api::RunConfig) {
+    let data = dir.join("train.jsonl");
+    std::fs::write(&data, lines).unwrap();
+    let path = data.display().to_string();
+    let cfg = distillery_api::RunConfig {
+        teacher: teacher_support::tiny_model_dir().display().to_string(),
+        student: "unused".into(),
+        train_data: path.clone(),
+        test_data: path,
+        teacher_max_length: 256,
+        ..distillery_api::RunConfig::default()
+    };
+    (data, cfg)
+}
+
 #[test]
 fn model_teacher_shards_concatenate_to_the_unsharded_score_file() {
     use distillery_api::{RunConfig, StageKind};
@@ -209,25 +227,17 @@ fn model_teacher_shards_concatenate_to_the_unsharded_score_file() {
     use gpu_runner::pipeline::{scoring_stage, shards, stages};
 
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("train.jsonl");
-    std::fs::write(
-        &data,
+    let (data, cfg) = model_teacher_run(
+        dir.path(),
         concat!(
             "{\"query\": \"reverse a list\", \"positive\": [\"use reversed()\"], \"negative\": [\"cake\", \"trains\"]}\n",
             "{\"query\": \"parse int in Java\", \"positive\": [\"Integer.parseInt\"], \"negative\": [\"tomatoes\", \"a much longer passage about nothing in particular\"]}\n",
             "{\"query\": \"sort a map\", \"positive\": [\"sorted(d.items())\"], \"negative\": [\"maps of Europe\"]}\n",
         ),
-    )
-    .unwrap();
-    let path = data.display().to_string();
+    );
     let cfg = RunConfig {
-        teacher: teacher_support::tiny_model_dir().display().to_string(),
-        student: "unused".into(),
-        train_data: path.clone(),
-        test_data: path,
-        teacher_max_length: 256,
         teacher_shards: 3,
-        ..RunConfig::default()
+        ..cfg
     };
     let ctx = StageContext::silent();
     let device = candle_core::Device::Cpu;
@@ -236,14 +246,20 @@ fn model_teacher_shards_concatenate_to_the_unsharded_score_file() {
 
     let rundir = dir.path().join("run");
     for i in 0..3 {
-        let (file, reused) =
+        let (file, stats) =
             shards::score_shard(&cfg, &rundir, StageKind::ScoreTrain, (i, 3), &device, &ctx)
                 .unwrap();
-        assert!(!reused && file.is_file());
+        assert!(
+            stats.is_some() && file.is_file(),
+            "a new shard is scored and measured"
+        );
     }
     let (_, again) =
         shards::score_shard(&cfg, &rundir, StageKind::ScoreTrain, (1, 3), &device, &ctx).unwrap();
-    assert!(again, "a finished shard is reused");
+    assert!(
+        again.is_none(),
+        "a finished shard is reused, not measured again"
+    );
     let source = LocalShards {
         rundir: rundir.clone(),
         stage: scoring_stage(&cfg, StageKind::ScoreTrain).unwrap().1,
@@ -252,4 +268,47 @@ fn model_teacher_shards_concatenate_to_the_unsharded_score_file() {
     shards::merge_shards(StageKind::ScoreTrain, 3, &data, &merged, &source, &Silent).unwrap();
     assert_eq!(read_scores(&merged).unwrap().len(), 8);
     assert!(std::fs::read(&merged).unwrap() == std::fs::read(&whole).unwrap());
+}
+
+#[test]
+fn a_second_run_takes_every_score_from_the_runner_cache() {
+    use distillery_api::RunConfig;
+    use gpu_runner::observe::StageContext;
+    use gpu_runner::pipeline::stages;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (data, cfg) = model_teacher_run(
+        dir.path(),
+        concat!(
+            "{\"query\": \"reverse a list\", \"positive\": [\"use reversed()\"], \"negative\": [\"cake\", \"trains\"]}\n",
+            "{\"query\": \"sort a map\", \"positive\": [\"sorted(d.items())\"], \"negative\": [\"maps of Europe\"]}\n",
+        ),
+    );
+    let cache = dir.path().join("score-cache");
+    let ctx = StageContext {
+        score_cache: Some(&cache),
+        ..StageContext::silent()
+    };
+    let device = candle_core::Device::Cpu;
+    let (first, second) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let work = stages::score(&cfg, &data, &first, &device, &ctx, None).unwrap();
+    assert_eq!((work.items, work.from_cache), (5, Some(0)));
+    let work = stages::score(&cfg, &data, &second, &device, &ctx, None).unwrap();
+    assert_eq!(
+        (work.items, work.from_cache),
+        (5, Some(5)),
+        "nothing is scored twice"
+    );
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap()
+    );
+    // Another prompt is another key: nothing comes from the cache.
+    let other = RunConfig {
+        instruction: "Judge whether the passage answers the question.".into(),
+        ..cfg
+    };
+    let third = dir.path().join("c.jsonl");
+    let work = stages::score(&other, &data, &third, &device, &ctx, None).unwrap();
+    assert_eq!(work.from_cache, Some(0));
 }

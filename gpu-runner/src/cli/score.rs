@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use gpu_runner::teacher::cache::CacheAt;
 use gpu_runner::teacher::job::{self, JobOptions};
 use gpu_runner::teacher::prompt::{PromptVariant, DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH};
 use gpu_runner::teacher::{self, bm25, Batching, Teacher, TeacherOptions};
@@ -53,8 +54,10 @@ pub struct ScoreArgs {
     /// Do not read or write the score cache.
     #[arg(long, conflicts_with = "cache")]
     pub no_cache: bool,
-    /// Pairs written and synced at a time (the resume granularity).
-    #[arg(long, default_value_t = 1024)]
+    /// Most pairs written and synced at a time (the resume granularity: a crash loses at most
+    /// one window); windows are an eighth of the data set's pairs up to this, cut at query ends,
+    /// and `--shard` cuts on them.
+    #[arg(long, default_value_t = gpu_runner::teacher::job::MAX_WINDOW)]
     pub window: usize,
 }
 
@@ -104,26 +107,25 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     }
 
     let samples = gpu_runner::data::read_samples(&args.input)?;
-    let pairs = job::shard_pairs(&samples, args.shard);
+    let plan = job::shard_plan(&samples, args.shard, args.window);
+    let pairs = plan.pairs;
     tracing::info!(pairs = pairs.len(), shard = ?args.shard, "scoring");
 
     let batching = match (args.batch_size, args.batch_tokens) {
         (Some(n), _) => Batching::Size(n),
         (None, Some(t)) => Batching::Tokens(t),
-        (None, None) => Batching::Tokens(16_384),
+        (None, None) => Batching::Tokens(job::BATCH_TOKENS),
     };
     let cache = if args.no_cache {
         None
     } else {
-        Some(
-            args.cache
-                .clone()
-                .unwrap_or_else(|| args.output.with_file_name("teacher-score-cache.jsonl")),
-        )
+        Some(CacheAt::File(args.cache.clone().unwrap_or_else(|| {
+            args.output.with_file_name("teacher-score-cache.jsonl")
+        })))
     };
     let job_options = JobOptions {
         batching,
-        window: args.window,
+        window: plan.window,
         cache,
     };
     let bar = ProgressBar::new(pairs.len() as u64).with_style(ProgressStyle::with_template(

@@ -2,7 +2,7 @@
 //! shard, the only one when the run is not sharded).
 //!
 //! A shard job scores one contiguous range of a split's flattened pairs
-//! ([`job::shard_range`]) into its own file, `RUNDIR/shards/<stage dir name>/<i>-of-<n>.jsonl`,
+//! ([`crate::teacher::job::shard_ranges`]) into its own file, `RUNDIR/shards/<stage dir name>/<i>-of-<n>.jsonl`,
 //! with the same library code as `gpu-runner score --shard i/n`. A later stage that needs the
 //! split's scores and has no score stage directory gets every shard from a [`ShardSource`]
 //! (the server, for `gpu-runner work`), checks each against the data (one line per pair of its
@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use distillery_api::{RunConfig, StageKind};
 
-use super::{scoring_stage, stages};
+use distillery_api::StageStats;
+
+use super::{measured, scoring_stage, stages, Work};
 use crate::data::read_samples;
 use crate::io::AtomicFile;
 use crate::observe::{Observer, StageContext};
 use crate::scores::for_each_score;
-use crate::teacher::job::shard_range;
+use crate::teacher::job::{shard_ranges, MAX_WINDOW};
 use crate::{Error, Result};
 
 /// Where the shards of a sharded teacher-scoring stage that ran elsewhere come from.
@@ -37,8 +39,8 @@ pub fn shard_path(rundir: &Path, stage_name: &str, index: usize, count: usize) -
 }
 
 /// Scores shard `index` of `count` of the teacher-scoring stage `kind` of `cfg` into its file
-/// under `rundir`, unless an earlier attempt finished it. Returns the file and whether it was
-/// reused.
+/// under `rundir`, unless an earlier attempt finished it. Returns the file and what scoring it
+/// measured (`None`: reused).
 pub fn score_shard(
     cfg: &RunConfig,
     rundir: &Path,
@@ -46,7 +48,7 @@ pub fn score_shard(
     (index, count): (usize, usize),
     device: &Device,
     ctx: &StageContext<'_>,
-) -> Result<(PathBuf, bool)> {
+) -> Result<(PathBuf, Option<StageStats>)> {
     if index >= count {
         return Err(Error::Other(format!(
             "shard {index} of {count} does not exist"
@@ -56,14 +58,17 @@ pub fn score_shard(
     let out = shard_path(rundir, &name, index, count);
     if out.is_file() {
         tracing::info!(stage = kind.as_str(), index, count, "shard reused");
-        return Ok((out, true));
+        return Ok((out, None));
     }
     tracing::info!(stage = kind.as_str(), index, count, "scoring shard");
-    stages::score(cfg, &data, &out, device, ctx, Some((index, count))).map_err(|e| match e {
+    let stats = measured(device, || {
+        stages::score(cfg, &data, &out, device, ctx, Some((index, count)))
+    })
+    .map_err(|e| match e {
         Error::Stopped(m) => Error::Stopped(format!("stage {} shard {index}: {m}", kind.as_str())),
         e => Error::Other(format!("stage {} shard {index}: {e}", kind.as_str())),
     })?;
-    Ok((out, false))
+    Ok((out, Some(stats)))
 }
 
 /// The work of a teacher-scoring stage: the scores of every pair of `data` into `out`, merged
@@ -77,7 +82,7 @@ pub(super) fn score_split(
     out: &Path,
     device: &Device,
     ctx: &StageContext<'_>,
-) -> Result<()> {
+) -> Result<Work> {
     match ctx.shards {
         Some(source) => merge_shards(
             kind,
@@ -100,13 +105,15 @@ pub fn merge_shards(
     out: &Path,
     source: &dyn ShardSource,
     observer: &dyn Observer,
-) -> Result<()> {
+) -> Result<Work> {
     let samples = read_samples(data)?;
     let pairs: Vec<(&str, &str)> = samples.iter().flat_map(|s| s.pairs()).collect();
     let dir = out.parent().unwrap_or(Path::new("."));
     let mut merged = AtomicFile::create(out)?;
-    for index in 0..count {
-        let range = shard_range(pairs.len(), index, count);
+    for (index, range) in shard_ranges(&samples, count, MAX_WINDOW)
+        .into_iter()
+        .enumerate()
+    {
         let part = dir.join(format!(".shard-{index}-of-{count}.jsonl"));
         source.fetch(kind, index, count, &part)?;
         check_shard(&part, &pairs[range.clone()]).map_err(|e| {
@@ -127,7 +134,7 @@ pub fn merge_shards(
         pairs = pairs.len(),
         "shards merged"
     );
-    Ok(())
+    Ok(Work::new(pairs.len() as u64, "pairs"))
 }
 
 /// Checks that the shard file at `path` holds one score line per pair of `pairs`, in order,

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use crate::data::{read_samples, Sample};
 use crate::scores::{ScoreRecord, ScoreWriter};
+use crate::teacher::job::MAX_WINDOW;
 use crate::Result;
 
 /// BM25 parameters.
@@ -140,7 +141,7 @@ pub fn score_file(input: &Path, output: &Path, params: Bm25Params) -> Result<usi
     score_file_shard(input, output, params, None)
 }
 
-/// [`score_file`] for shard `i` of `n` ([`crate::teacher::job::shard_range`]) of the flattened
+/// [`score_file`] for shard `i` of `n` ([`crate::teacher::job::shard_ranges`]) of the flattened
 /// pairs when `shard` is given: the shards' files concatenated in order are the whole file.
 pub fn score_file_shard(
     input: &Path,
@@ -151,7 +152,10 @@ pub fn score_file_shard(
     let samples = read_samples(input)?;
     let total = samples.iter().map(Sample::n_pairs).sum();
     let range = match shard {
-        Some((i, n)) => crate::teacher::job::shard_range(total, i, n),
+        Some((i, n)) => crate::teacher::job::shard_ranges(&samples, n, MAX_WINDOW)
+            .get(i)
+            .cloned()
+            .unwrap_or(total..total),
         None => 0..total,
     };
     let scores = score_range(&samples, params, range.clone());
@@ -205,8 +209,7 @@ mod tests {
         assert_eq!(whole.len(), 7);
         for n in 1..=4 {
             let mut joined = Vec::new();
-            for i in 0..n {
-                let range = crate::teacher::job::shard_range(whole.len(), i, n);
+            for range in crate::teacher::job::shard_ranges(&s, n, 1) {
                 joined.extend(score_range(&s, Bm25Params::default(), range));
             }
             assert_eq!(joined, whole, "{n} shards");

@@ -5,6 +5,9 @@
 //! the prompt variant, instruction, max length, dtype, query and passage. The cache is an
 //! append-only JSON-lines file `{"key": hex, "score": f64}`; a torn last line from a crash is
 //! ignored when it is read back.
+//!
+//! A runner's cache is a directory ([`ScoreCache::open_dir`]): every opening reads all its files
+//! and appends to a file of its own, so runners sharing a workdir never write the same file.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -56,11 +59,32 @@ struct CacheLine {
     score: f64,
 }
 
+/// Where a job's score cache lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheAt {
+    /// One file, read and appended to (`gpu-runner score --cache`).
+    File(PathBuf),
+    /// A directory of files: all read, a new one appended to (a runner's cross-run cache).
+    Dir(PathBuf),
+}
+
 /// The scores known so far plus an append handle for new ones.
 pub struct ScoreCache {
     path: PathBuf,
     scores: HashMap<String, f64>,
     writer: BufWriter<File>,
+    /// Entries appended by this handle.
+    written: usize,
+    /// Remove the file on drop if nothing was appended (a directory cache's own file).
+    remove_if_unused: bool,
+}
+
+impl Drop for ScoreCache {
+    fn drop(&mut self) {
+        if self.remove_if_unused && self.written == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl ScoreCache {
@@ -81,6 +105,51 @@ impl ScoreCache {
             path: path.to_path_buf(),
             scores,
             writer,
+            written: 0,
+            remove_if_unused: false,
+        })
+    }
+
+    /// Opens the cache `at` names.
+    pub fn open_at(at: &CacheAt) -> Result<ScoreCache> {
+        match at {
+            CacheAt::File(path) => ScoreCache::open(path),
+            CacheAt::Dir(dir) => ScoreCache::open_dir(dir),
+        }
+    }
+
+    /// Opens the directory cache `dir`: reads every `*.jsonl` file in it (other writers'
+    /// incomplete last lines are skipped) and appends new entries to a file of its own.
+    pub fn open_dir(dir: &Path) -> Result<ScoreCache> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut scores = HashMap::new();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(dir, e))?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+        files.sort();
+        for file in &files {
+            scores.extend(read_entries(file)?);
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        static OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{nanos}-{n}.jsonl", std::process::id()));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(ScoreCache {
+            path,
+            scores,
+            writer: BufWriter::new(file),
+            written: 0,
+            remove_if_unused: true,
         })
     }
 
@@ -108,6 +177,7 @@ impl ScoreCache {
         .map_err(|e| Error::Other(format!("cannot encode a cache entry: {e}")))?;
         writeln!(self.writer, "{line}").map_err(|e| Error::io(&self.path, e))?;
         self.scores.insert(key, score);
+        self.written += 1;
         Ok(())
     }
 
@@ -236,5 +306,23 @@ mod tests {
         std::fs::write(&path, "garbage\n{\"key\":\"a\",\"score\":1.0}\n").unwrap();
         let err = ScoreCache::open(&path).err().unwrap().to_string();
         assert!(err.contains(":1:"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_cache_reads_every_file_and_writes_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = CacheAt::Dir(dir.path().join("cache"));
+        let mut a = ScoreCache::open_at(&at).unwrap();
+        let mut b = ScoreCache::open_at(&at).unwrap();
+        a.insert("x".into(), 1.0).unwrap();
+        b.insert("y".into(), 2.0).unwrap();
+        a.flush().unwrap();
+        b.flush().unwrap();
+        drop((a, b));
+        let unused = ScoreCache::open_at(&at).unwrap();
+        assert_eq!((unused.get("x"), unused.get("y")), (Some(1.0), Some(2.0)));
+        drop(unused);
+        let files = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
+        assert_eq!(files, 2, "a handle that wrote nothing leaves no file");
     }
 }

@@ -206,16 +206,41 @@ impl Teacher {
         Ok(self.model.score_batch(None, prompts)?)
     }
 
-    /// Scores sequences from [`Teacher::encode_pair`] with query-level reuse: the tokens the
-    /// pairs of one query share (`query[i]` names pair `i`'s query) run once per query, the rest
-    /// in length-bucketed batches. Returns scores in input order.
-    pub fn score_encoded_by_query<K: std::hash::Hash + Eq>(
+    /// Per pair, how many of its prompt tokens (after the shared prefix) belong to its query's
+    /// segment: the tokens it shares with the query's document-independent part (the common run
+    /// of two probe prompts of the query). It depends on the pair alone, never on which other
+    /// pairs are scored with it, so a window, a shard or a resume splits pairs the same way.
+    pub fn segment_lengths(
         &self,
+        pairs: &[(&str, &str)],
         rests: &[Vec<u32>],
-        query: &[K],
+    ) -> Result<Vec<usize>> {
+        let mut probe: std::collections::HashMap<&str, Vec<u32>> = Default::default();
+        let mut out = Vec::with_capacity(pairs.len());
+        for ((q, _), rest) in pairs.iter().zip(rests) {
+            if !probe.contains_key(q) {
+                let a = self.encode_pair(q, "alpha")?;
+                let b = self.encode_pair(q, "omega")?;
+                let n = reuse::common_prefix(&a, &b);
+                probe.insert(q, a[..n].to_vec());
+            }
+            out.push(reuse::common_prefix(rest, &probe[q]));
+        }
+        Ok(out)
+    }
+
+    /// Scores pairs from their [`Teacher::encode_pair`] ids with query-level reuse: each query's
+    /// segment ([`Teacher::segment_lengths`]) runs once, the rest of every pair in
+    /// length-bucketed batches across the queries. Returns `z_yes − z_no` in pair order.
+    pub fn score_encoded_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        rests: &[Vec<u32>],
         batching: Batching,
     ) -> Result<Vec<f32>> {
-        let split = reuse::split_by_query(rests, query);
+        let seg = self.segment_lengths(pairs, rests)?;
+        let queries: Vec<&str> = pairs.iter().map(|(q, _)| *q).collect();
+        let split = reuse::split_at(rests, &queries, &seg);
         reuse::score_split(&self.model, Some(&self.prefix_kv), &split, batching)
     }
 
@@ -226,8 +251,7 @@ impl Teacher {
             .iter()
             .map(|(q, p)| self.encode_pair(q, p))
             .collect::<Result<Vec<_>>>()?;
-        let queries: Vec<&str> = pairs.iter().map(|(q, _)| *q).collect();
-        self.score_encoded_by_query(&rests, &queries, batching)
+        self.score_encoded_pairs(pairs, &rests, batching)
     }
 
     /// Scores the built-in canary pairs and fails on NaN or all-equal scores.

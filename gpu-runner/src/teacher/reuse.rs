@@ -30,47 +30,52 @@ pub struct QuerySplit {
 /// of a query is the longest token prefix all its pairs share, shortened so every pair keeps at
 /// least one token of its own (the scored last position).
 pub fn split_by_query<K: std::hash::Hash + Eq>(seqs: &[Vec<u32>], query: &[K]) -> QuerySplit {
-    let mut slot_of: HashMap<&K, usize> = HashMap::new();
-    let mut members: Vec<Vec<usize>> = Vec::new();
-    let owner: Vec<usize> = query
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let slot = *slot_of.entry(k).or_insert_with(|| {
-                members.push(Vec::new());
-                members.len() - 1
-            });
-            members[slot].push(i);
-            slot
-        })
-        .collect();
-    let seg_lens: Vec<usize> = members
-        .iter()
-        .map(|m| {
-            let first = &seqs[m[0]];
-            let common = m.iter().fold(first.len(), |n, &i| {
-                n.min(
-                    first
-                        .iter()
-                        .zip(&seqs[i])
-                        .take_while(|(a, b)| a == b)
-                        .count(),
-                )
-            });
-            let shortest = m.iter().map(|&i| seqs[i].len()).min().unwrap_or(0);
-            common.min(shortest.saturating_sub(1))
-        })
-        .collect();
-    let segments = members
-        .iter()
-        .zip(&seg_lens)
-        .map(|(m, &n)| seqs[m[0]][..n].to_vec())
-        .collect();
-    let rests = seqs
-        .iter()
-        .zip(&owner)
-        .map(|(s, &o)| s[seg_lens[o]..].to_vec())
-        .collect();
+    let mut members: HashMap<&K, Vec<usize>> = HashMap::new();
+    for (i, k) in query.iter().enumerate() {
+        members.entry(k).or_default().push(i);
+    }
+    let mut seg_len = vec![0usize; seqs.len()];
+    for m in members.values() {
+        let first = &seqs[m[0]];
+        let common = m
+            .iter()
+            .map(|&i| common_prefix(first, &seqs[i]))
+            .min()
+            .unwrap_or(0);
+        let shortest = m.iter().map(|&i| seqs[i].len()).min().unwrap_or(0);
+        for &i in m {
+            seg_len[i] = common.min(shortest.saturating_sub(1));
+        }
+    }
+    split_at(seqs, query, &seg_len)
+}
+
+/// The number of leading tokens `a` and `b` share.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Splits `seqs` at the given per-pair segment lengths: the pairs of one query whose segments
+/// have the same length share one segment (segments in order of first appearance). A length
+/// is cut so that every pair keeps at least one token of its own.
+pub fn split_at<K: std::hash::Hash + Eq>(
+    seqs: &[Vec<u32>],
+    query: &[K],
+    seg_len: &[usize],
+) -> QuerySplit {
+    let mut slot_of: HashMap<(&K, usize), usize> = HashMap::new();
+    let mut segments: Vec<Vec<u32>> = Vec::new();
+    let mut owner = Vec::with_capacity(seqs.len());
+    let mut rests = Vec::with_capacity(seqs.len());
+    for ((seq, k), &n) in seqs.iter().zip(query).zip(seg_len) {
+        let n = n.min(seq.len().saturating_sub(1));
+        let slot = *slot_of.entry((k, n)).or_insert_with(|| {
+            segments.push(seq[..n].to_vec());
+            segments.len() - 1
+        });
+        owner.push(slot);
+        rests.push(seq[n..].to_vec());
+    }
     QuerySplit {
         segments,
         owner,
@@ -161,5 +166,15 @@ mod tests {
             split.rests,
             vec![vec![3, 9, 9], vec![3, 8], vec![6], vec![4], vec![7]]
         );
+    }
+
+    #[test]
+    fn split_at_groups_by_query_and_length_and_keeps_a_token() {
+        let seqs = vec![vec![1, 2, 3, 9], vec![1, 2, 3, 8], vec![1, 2, 7], vec![4]];
+        let split = split_at(&seqs, &["a", "a", "a", "b"], &[3, 3, 2, 5]);
+        assert_eq!(split.segments, vec![vec![1, 2, 3], vec![1, 2], vec![]]);
+        assert_eq!(split.owner, vec![0, 0, 1, 2]);
+        assert_eq!(split.rests, vec![vec![9], vec![8], vec![7], vec![4]]);
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4]), 2);
     }
 }
