@@ -50,6 +50,15 @@ pub struct RunConfig {
     /// Teacher scoring of each split is cut into this many shards, each a job that any runner
     /// may take (1: one job per split). The scores do not depend on it.
     pub teacher_shards: u32,
+    /// Triplets per forward/backward pass of the training (0: automatic, 128 on CUDA where it
+    /// divides the effective batch, else `batch_size`). The update stays `batch_size ×
+    /// grad_accum` triplets with the same arithmetic.
+    pub micro_batch: u32,
+    /// Sort each update's triplets by length before cutting them into passes.
+    pub sort_by_length: bool,
+    /// Precision of the student evaluations: `auto` (bf16 packed inference on CUDA behind a
+    /// parity gate, f32 elsewhere), `f32` (the reference's) or `bf16`.
+    pub eval_dtype: String,
 }
 
 impl Default for RunConfig {
@@ -78,6 +87,9 @@ impl Default for RunConfig {
             bf16: true,
             at_k: 10,
             teacher_shards: 1,
+            micro_batch: 0,
+            sort_by_length: false,
+            eval_dtype: "auto".into(),
         }
     }
 }
@@ -165,6 +177,18 @@ impl RunConfig {
         if self.teacher_shards == 0 || self.teacher_shards > MAX_TEACHER_SHARDS {
             bad("teacher_shards", "must be between 1 and 256");
         }
+        let effective = u64::from(self.batch_size) * u64::from(self.grad_accum);
+        if self.micro_batch > 4096
+            || (self.micro_batch > 0 && effective % u64::from(self.micro_batch) != 0)
+        {
+            bad(
+                "micro_batch",
+                "must be 0 (automatic) or divide batch_size × grad_accum, at most 4096",
+            );
+        }
+        if !matches!(self.eval_dtype.as_str(), "auto" | "f32" | "bf16") {
+            bad("eval_dtype", "must be auto, f32 or bf16");
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -198,6 +222,9 @@ impl RunConfig {
             ("bf16", self.bf16.to_string()),
             ("at_k", self.at_k.to_string()),
             ("teacher_shards", self.teacher_shards.to_string()),
+            ("micro_batch", self.micro_batch.to_string()),
+            ("sort_by_length", self.sort_by_length.to_string()),
+            ("eval_dtype", self.eval_dtype.clone()),
         ]
     }
 }
@@ -263,6 +290,28 @@ mod tests {
             c.teacher_shards, 1,
             "configs stored before sharding read as one shard"
         );
+    }
+
+    #[test]
+    fn micro_batch_divides_the_effective_batch_and_eval_dtype_is_known() {
+        for (micro, ok) in [
+            (0, true),
+            (128, true),
+            (512, true),
+            (96, false),
+            (1024, false),
+        ] {
+            let c = RunConfig {
+                micro_batch: micro,
+                ..filled()
+            };
+            assert_eq!(c.validate().is_ok(), ok, "{micro}");
+        }
+        let c = RunConfig {
+            eval_dtype: "fp8".into(),
+            ..filled()
+        };
+        assert_eq!(c.validate().unwrap_err()[0].field, "eval_dtype");
     }
 
     #[test]

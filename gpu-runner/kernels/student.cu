@@ -322,6 +322,19 @@ extern "C" __global__ void adamw_multi_f32(const unsigned long long* meta, int n
     }
 }
 
+// acc += g for every tensor of the table ([acc, g, 0, 0, numel, first block, 0, 0]): gradient
+// accumulation over micro-batches in place, one launch for all parameters.
+extern "C" __global__ void add_into_multi_f32(const unsigned long long* meta, int nt) {
+    int t = find_tensor(meta, nt, blockIdx.x);
+    const unsigned long long* mt = meta + t * META;
+    float* acc = (float*)mt[0];
+    const float* g = (const float*)mt[1];
+    long long n = (long long)mt[4];
+    long long start = ((long long)blockIdx.x - (long long)mt[5]) * ADAM_CHUNK;
+    long long end = min(start + ADAM_CHUNK, n);
+    for (long long i = start + threadIdx.x; i < end; i += blockDim.x) acc[i] += g[i];
+}
+
 // partial[block] = sum of squared gradients of the block's chunk.
 extern "C" __global__ void grad_sumsq_multi_f32(const unsigned long long* meta, int nt,
                                                 float* partial) {

@@ -37,6 +37,26 @@ fn runs_every_stage_then_reuses_them() {
     assert_eq!(stages.len(), StageKind::ALL.len());
     assert!(stages.iter().all(|s| s["reused"] == false));
     assert_eq!(manifest["student_hash"].as_str().unwrap().len(), 64);
+    // Every stage measured its work: the 20 test queries' pairs were predicted twice.
+    for s in stages {
+        let stats = &s["stats"];
+        assert!(stats["seconds"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(stats["items"].as_u64().unwrap() > 0, "{s}");
+    }
+    let by_kind = |k: StageKind| &stages[StageKind::ALL.iter().position(|&x| x == k).unwrap()];
+    let before = &by_kind(StageKind::EvalBefore)["stats"];
+    assert_eq!(before["unit"], "pairs");
+    assert_eq!(
+        before["items"],
+        by_kind(StageKind::EvalAfter)["stats"]["items"]
+    );
+    assert_eq!(by_kind(StageKind::Train)["stats"]["unit"], "triplets");
+    assert_eq!(by_kind(StageKind::EvalTeacher)["stats"]["items"], 20);
+    assert!(!manifest["git_commit"].as_str().unwrap().is_empty());
+    assert!(manifest["candle_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("0."));
 
     // Same inputs: everything is reused. A new seed re-runs only what depends on it.
     pipeline::run(&cfg, &run, &Device::Cpu).unwrap();
@@ -126,4 +146,55 @@ fn run_through_stops_after_the_asked_stage_and_run_reuses_it() {
         reused,
         [true, true, true, false, false, false, false, true, false]
     );
+}
+
+#[test]
+fn bf16_evaluation_passes_its_parity_gate_or_is_refused_naming_the_setting() {
+    use gpu_runner::pipeline::stages::{bf16_parity_gate, eval_dtype};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (student, test) = (
+        std::path::Path::new(&cfg.student),
+        std::path::Path::new(&cfg.test_data),
+    );
+    // auto is f32 off CUDA; bf16 is asked for by name.
+    assert_eq!(
+        eval_dtype(&cfg, &Device::Cpu).unwrap(),
+        candle_core::DType::F32
+    );
+    let bf16 = RunConfig {
+        eval_dtype: "bf16".into(),
+        ..cfg.clone()
+    };
+    assert_eq!(
+        eval_dtype(&bf16, &Device::Cpu).unwrap(),
+        candle_core::DType::BF16
+    );
+    let worst = bf16_parity_gate(student, test, 64, &Device::Cpu, 0.05).unwrap();
+    assert!(
+        worst > 0.0 && worst <= 0.05,
+        "bf16 rounding is visible: {worst}"
+    );
+    let err = bf16_parity_gate(student, test, 64, &Device::Cpu, worst / 2.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("eval_dtype") && err.contains("f32"), "{err}");
+    assert!(err.contains(&cfg.test_data), "{err}");
+    // A stage asked for bf16 predicts through the gate, close to f32.
+    let ctx = gpu_runner::observe::StageContext::silent();
+    let (fast, exact) = (dir.path().join("bf16.jsonl"), dir.path().join("f32.jsonl"));
+    let n = pipeline::stages::predict(&bf16, student, test, &fast, &Device::Cpu, &ctx).unwrap();
+    pipeline::stages::predict(&cfg, student, test, &exact, &Device::Cpu, &ctx).unwrap();
+    assert_eq!(n.unit, "pairs");
+    let scores = |p: &std::path::Path| gpu_runner::scores::read_scores(p).unwrap();
+    let (fast, exact) = (scores(&fast), scores(&exact));
+    assert_eq!(fast.len() as u64, n.items);
+    for (a, b) in fast.iter().zip(&exact) {
+        assert!(
+            (a.score - b.score).abs() <= 0.05 * (1.0 + b.score.abs()),
+            "{} vs {}",
+            a.score,
+            b.score
+        );
+    }
 }

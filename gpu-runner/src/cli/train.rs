@@ -29,6 +29,13 @@ pub struct TrainArgs {
     /// Micro-batches per optimizer update.
     #[arg(long, default_value_t = 32)]
     pub grad_accum: usize,
+    /// Triplets per forward/backward pass when not --batch-size (must divide batch-size ×
+    /// grad-accum); the update arithmetic is the same.
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    /// Sort each update's triplets by length before cutting them into passes.
+    #[arg(long)]
+    pub sort_by_length: bool,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-5)]
     pub lr: f64,
@@ -90,6 +97,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         grad_accum: args.grad_accum,
+        micro_batch: args.micro_batch,
+        sort_by_length: args.sort_by_length,
         lr: args.lr,
         warmup_ratio: args.warmup_ratio,
         weight_decay: args.weight_decay,

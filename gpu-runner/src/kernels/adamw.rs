@@ -146,6 +146,40 @@ pub fn grad_sq_norm(grads: &[&Tensor]) -> Result<f64> {
     Ok(host.first().copied().unwrap_or(0.0))
 }
 
+/// `acc += g` for every pair, in place and in one launch (gradient accumulation). Every `acc`
+/// must be a contiguous f32 tensor that nothing else reads or aliases.
+pub fn add_into(pairs: &[(&Tensor, &Tensor)]) -> Result<()> {
+    let Some((first, _)) = pairs.first() else {
+        return Ok(());
+    };
+    let dev = cuda_device(first)?;
+    let grads: Vec<Tensor> = pairs
+        .iter()
+        .map(|(_, g)| g.contiguous())
+        .collect::<Result<_>>()?;
+    let mut table = Table::new();
+    for (i, ((acc, _), g)) in pairs.iter().zip(&grads).enumerate() {
+        if acc.elem_count() != g.elem_count() {
+            bail!("add_into: accumulator {i} and its gradient differ in size");
+        }
+        let ptrs = [
+            raw_ptr(acc, &format!("accumulator {i}"))?,
+            raw_ptr(g, &format!("gradient {i}"))?,
+            0,
+            0,
+        ];
+        table.push(ptrs, acc.elem_count(), 1.0);
+    }
+    if table.blocks == 0 {
+        return Ok(());
+    }
+    let meta = dev.clone_htod(&table.words)?;
+    let nt = table.tensors() as i32;
+    launch!(dev, "add_into_multi_f32", table.cfg(); &meta, &nt);
+    drop(grads);
+    Ok(())
+}
+
 /// One torch AdamW step over every tensor, in one launch.
 pub fn adamw_step(tensors: &[AdamWTensor], s: &AdamWScalars) -> Result<()> {
     let Some(first) = tensors.first() else {

@@ -6,6 +6,7 @@
 //! The run writes `manifest.json` (hashes, config, versions, device, stages) and `report.json`
 //! (before/after/teacher metrics and the paired comparison).
 
+pub mod identity;
 pub mod manifest;
 pub mod query_detail;
 pub mod shards;
@@ -17,7 +18,10 @@ use candle_core::Device;
 use distillery_api::{RunConfig, StageKind};
 use serde::Serialize;
 
+use distillery_api::StageStats;
 use serde_json::Value;
+
+use crate::data::read_samples;
 
 use crate::io::AtomicFile;
 use crate::observe::StageContext;
@@ -70,8 +74,57 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
     Ok(cfg)
 }
 
+/// What a stage's work went through, for its [`StageStats`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Work {
+    pub items: u64,
+    pub unit: &'static str,
+    /// Teacher scores taken from the score cache.
+    pub from_cache: Option<u64>,
+    /// Seconds before the first item (model loading, parity checks).
+    pub setup_seconds: f64,
+}
+
+impl Work {
+    /// `items` of `unit`, no cache.
+    pub fn new(items: u64, unit: &'static str) -> Work {
+        Work {
+            items,
+            unit,
+            from_cache: None,
+            setup_seconds: 0.0,
+        }
+    }
+
+    /// This work with `seconds` of setup.
+    pub fn after_setup(self, seconds: f64) -> Work {
+        Work {
+            setup_seconds: seconds,
+            ..self
+        }
+    }
+}
+
+/// Runs `work` on `device` and measures it: wall time, items and, on CUDA, peak memory.
+pub fn measured(device: &Device, work: impl FnOnce() -> Result<Work>) -> Result<StageStats> {
+    let pool = crate::cuda_mem::MemoryPool::of(device)?;
+    pool.reset_peak()?;
+    let started = std::time::Instant::now();
+    let done = work()?;
+    Ok(StageStats {
+        seconds: started.elapsed().as_secs_f64(),
+        items: done.items,
+        unit: done.unit.to_string(),
+        from_cache: done.from_cache,
+        peak_gib: pool.peak_bytes()?.map(|b| b as f64 / (1u64 << 30) as f64),
+        setup_seconds: done.setup_seconds,
+        jobs: 1,
+    })
+}
+
 struct Runner<'a> {
     dir: &'a Path,
+    device: &'a Device,
     records: Vec<StageRecord>,
     stop_after: Option<StageKind>,
 }
@@ -110,7 +163,7 @@ impl Runner<'_> {
         kind: StageKind,
         params: &str,
         inputs: &[&str],
-        work: impl FnOnce(&Path) -> Result<()>,
+        work: impl FnOnce(&Path) -> Result<Work>,
     ) -> Result<(PathBuf, String)> {
         let key = stage_key(kind.as_str(), params, inputs);
         let name = stage_name(kind, &key);
@@ -119,29 +172,48 @@ impl Runner<'_> {
             return Ok((dir, key));
         }
         let reused = dir.is_dir();
+        let stats;
         if !reused {
             // A leftover temporary directory is kept: it holds what an interrupted attempt
             // wrote (training checkpoints); every stage's work overwrites its files atomically.
             let tmp = self.dir.join("stages").join(format!(".{name}.tmp"));
             std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
             tracing::info!(stage = kind.as_str(), "running");
-            work(&tmp).map_err(|e| match e {
+            let measured = measured(self.device, || work(&tmp)).map_err(|e| match e {
                 Error::Stopped(m) => Error::Stopped(format!("stage {}: {m}", kind.as_str())),
                 e => Error::Other(format!("stage {}: {e}", kind.as_str())),
             })?;
+            tracing::info!(
+                stage = kind.as_str(),
+                "{} {} in {:.1} s ({:.1}/s)",
+                measured.items,
+                measured.unit,
+                measured.seconds,
+                measured.per_s()
+            );
+            write_json(&tmp.join(STATS_FILE), &measured)?;
+            stats = Some(measured);
             std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         } else {
             tracing::info!(stage = kind.as_str(), "reused");
+            // What the stage measured when it ran (older stage directories have no file).
+            stats = std::fs::read_to_string(dir.join(STATS_FILE))
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok());
         }
         self.records.push(StageRecord {
             stage: kind,
             key: key.clone(),
             dir: format!("stages/{name}"),
             reused,
+            stats,
         });
         Ok((dir, key))
     }
 }
+
+/// The stats file a stage directory keeps (what its work measured when it ran).
+pub const STATS_FILE: &str = "stage_stats.json";
 
 /// The directory name of stage `kind` with key `key`.
 fn stage_name(kind: StageKind, key: &str) -> String {
@@ -239,6 +311,7 @@ pub fn run_through_with(
     let cfg_json = serde_json::to_string(&unsharded).map_err(|e| Error::Other(e.to_string()))?;
     let mut r = Runner {
         dir: rundir,
+        device,
         records: Vec::new(),
         stop_after,
     };
@@ -291,9 +364,10 @@ pub fn run_through_with(
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
     }
-    let ml = cfg.max_length.to_string();
+    // The evaluation's precision is part of its key: bf16 and f32 logits differ by rounding.
+    let ml = format!("{}|{}", cfg.max_length, cfg.eval_dtype);
     let (before, k_before) = r.stage(StageKind::EvalBefore, &ml, &[&h_student, &h_test], |d| {
-        predict(
+        let work = predict(
             cfg,
             student,
             test_data,
@@ -301,7 +375,8 @@ pub fn run_through_with(
             device,
             &ctx,
         )?;
-        evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
+        evaluate(cfg, test_data, &d.join("scores.jsonl"), d)?;
+        Ok(work)
     })?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
@@ -326,7 +401,7 @@ pub fn run_through_with(
     }
     let model = trained.join("model");
     let (after, k_after) = r.stage(StageKind::EvalAfter, &ml, &[&k_train, &h_test], |d| {
-        predict(
+        let work = predict(
             cfg,
             &model,
             test_data,
@@ -334,13 +409,15 @@ pub fn run_through_with(
             device,
             &ctx,
         )?;
-        evaluate(cfg, test_data, &d.join("scores.jsonl"), d).map(drop)
+        evaluate(cfg, test_data, &d.join("scores.jsonl"), d)?;
+        Ok(work)
     })?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
     }
     let (teacher_eval, _) = r.stage(StageKind::EvalTeacher, &ml, &[&k_s_test, &h_test], |d| {
-        evaluate(cfg, test_data, &s_test.join("scores.jsonl"), d).map(drop)
+        let summary = evaluate(cfg, test_data, &s_test.join("scores.jsonl"), d)?;
+        Ok(Work::new(summary.queries as u64, "queries"))
     })?;
     if let Some(rec) = r.halt() {
         return Ok(Outcome::Stopped(rec));
@@ -355,7 +432,8 @@ pub fn run_through_with(
                 before: &before.join("scores.jsonl"),
                 after: &after.join("scores.jsonl"),
             };
-            compare_scores(cfg, test_data, &inputs, d).map(drop)
+            compare_scores(cfg, test_data, &inputs, d)?;
+            Ok(Work::new(read_samples(test_data)?.len() as u64, "queries"))
         },
     )?;
 
@@ -369,6 +447,8 @@ pub fn run_through_with(
     write_json(&rundir.join("report.json"), &report)?;
     let manifest = Manifest {
         runner_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: manifest::GIT_COMMIT.into(),
+        candle_version: manifest::CANDLE_VERSION.into(),
         device: crate::device::describe(device),
         config: cfg.clone(),
         teacher_hash,

@@ -35,6 +35,17 @@ pub fn predict_file(
 ) -> Result<usize> {
     let samples = read_samples(data)?;
     let student = Student::load_with_dtype(model_dir, device, cfg.max_length, cfg.dtype)?;
+    predict_samples(&student, &samples, output, cfg, on_batch)
+}
+
+/// [`predict_file`] with the model loaded and the data read.
+pub fn predict_samples(
+    student: &Student,
+    samples: &[crate::data::Sample],
+    output: &Path,
+    cfg: &PredictConfig,
+    on_batch: impl FnMut(usize),
+) -> Result<usize> {
     let pairs: Vec<(&str, &str)> = samples.iter().flat_map(|s| s.pairs()).collect();
     let scores = student.score_pairs_with(&pairs, cfg.batch_size, on_batch)?;
     let mut writer = ScoreWriter::create(output)?;

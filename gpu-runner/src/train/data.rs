@@ -22,6 +22,13 @@ pub struct Triplet {
     pub score: f32,
 }
 
+impl Triplet {
+    /// A cheap length proxy for sorting: the query's bytes plus its longer passage's.
+    pub fn text_len(&self) -> usize {
+        self.query.len() + self.positive.len().max(self.negative.len())
+    }
+}
+
 fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {

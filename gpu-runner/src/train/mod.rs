@@ -99,6 +99,13 @@ pub struct TrainConfig {
     pub resume: bool,
     /// Drop the last partial micro-batch, as `torchrun` forces (§C.3).
     pub drop_last: bool,
+    /// Triplets per forward/backward pass, when not `batch_size`: each update's
+    /// `batch_size × grad_accum` triplets go through in passes of this many, with the same
+    /// update arithmetic (every triplet weighs `1 / (batch_size × grad_accum)`).
+    pub micro_batch: Option<usize>,
+    /// Sort each update's triplets by length before cutting them into passes (less padding;
+    /// the update's gradient is the same sum).
+    pub sort_by_length: bool,
     /// Dropout in training (the reference trains with it).
     pub dropout: bool,
     /// Positives and negatives in two forward passes (the reference) or one joint pass.
@@ -134,6 +141,8 @@ impl TrainConfig {
             bf16: false,
             resume: false,
             drop_last: true,
+            micro_batch: None,
+            sort_by_length: false,
             dropout: true,
             forward: Forward::Auto,
             stop_after: None,
@@ -187,15 +196,48 @@ pub fn joint_margin_mse(
 }
 
 /// Back-propagates `loss` and adds each variable's gradient into `grads` (aligned with `vars`).
+/// A variable's first gradient of an update is kept as backward made it (a tensor of its own:
+/// candle's gradient store never shares one between variables); later ones are added into it
+/// in place, on CUDA in one multi-tensor launch.
 pub fn add_gradients(loss: &Tensor, vars: &[(String, Var)], grads: &mut Grads) -> Result<()> {
     let store = loss.backward()?;
     grads.resize(vars.len(), None);
-    for (slot, (_, var)) in grads.iter_mut().zip(vars) {
+    let mut pending: Vec<(usize, Tensor)> = Vec::new();
+    for (i, (slot, (_, var))) in grads.iter_mut().zip(vars).enumerate() {
         if let Some(g) = store.get(var.as_tensor()) {
-            *slot = Some(match slot.take() {
-                Some(acc) => (acc + g)?,
-                None => g.clone(),
-            });
+            match slot {
+                None => *slot = Some(g.clone()),
+                Some(_) => pending.push((i, g.clone())),
+            }
+        }
+    }
+    drop(store);
+    add_into(grads, pending)
+}
+
+/// `grads[i] += g` for every `(i, g)`.
+fn add_into(grads: &mut Grads, pending: Vec<(usize, Tensor)>) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    {
+        let in_place = pending.iter().all(|(i, g)| {
+            grads[*i].as_ref().is_some_and(|acc| {
+                crate::kernels::applies(acc)
+                    && acc.dtype() == DType::F32
+                    && acc.is_contiguous()
+                    && acc.shape() == g.shape()
+            })
+        });
+        if in_place && !pending.is_empty() {
+            let pairs: Vec<(&Tensor, &Tensor)> = pending
+                .iter()
+                .filter_map(|(i, g)| grads[*i].as_ref().map(|acc| (acc, g)))
+                .collect();
+            return Ok(crate::kernels::adamw::add_into(&pairs)?);
+        }
+    }
+    for (i, g) in pending {
+        if let Some(acc) = grads[i].take() {
+            grads[i] = Some((acc + g)?);
         }
     }
     Ok(())
@@ -311,10 +353,23 @@ impl Trainer {
     /// Forward and backward of one micro-batch, its loss divided by the accumulation count
     /// (§C.4); adds the gradients into `grads` and returns the divided loss.
     pub fn accumulate(&self, batch: &[&Triplet], grads: &mut Grads) -> Result<f32> {
-        let mode = Mode::Train(self.use_dropout.then_some(&self.dropout));
-        let loss = (self.margin_mse(batch, mode)? / self.grad_accum as f64)?;
-        add_gradients(&loss, self.optimizer.vars(), grads)?;
+        let loss = self.accumulate_divided(batch, self.grad_accum as f64, grads)?;
         Ok(loss.to_scalar::<f32>()?)
+    }
+
+    /// Forward and backward of one micro-batch with its mean loss divided by `divisor`; adds
+    /// the gradients into `grads` and returns the divided loss as a detached device scalar
+    /// (reading it is a host sync, so the training loop sums these and reads once per update).
+    pub fn accumulate_divided(
+        &self,
+        batch: &[&Triplet],
+        divisor: f64,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
+        let mode = Mode::Train(self.use_dropout.then_some(&self.dropout));
+        let loss = (self.margin_mse(batch, mode)? / divisor)?;
+        add_gradients(&loss, self.optimizer.vars(), grads)?;
+        Ok(loss.detach())
     }
 
     /// Clips `grads` to the global norm and takes one AdamW step at `lr`; returns the norm
@@ -389,7 +444,7 @@ impl Trainer {
                 message: format!("invalid config: {e}"),
             })?;
         if let Some(map) = json.as_object_mut() {
-            map.insert("torch_dtype".into(), "float32".into());
+            crate::hf_config::set_export_dtype(map, "float32");
             let st = map
                 .entry("sentence_transformers")
                 .or_insert_with(|| serde_json::json!({}));

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -45,6 +45,10 @@ pub struct TrainSummary {
     pub total_steps: usize,
     /// Logged loss of the last update.
     pub last_loss: f32,
+    /// Triplets that went through the student in this call (not those of a resumed-from run).
+    pub triplets_seen: usize,
+    /// Seconds before the first update: reading the triplets, loading the model, resuming.
+    pub setup_seconds: f64,
 }
 
 /// The order of triplets in `epoch`: a Fisher–Yates shuffle seeded with `seed + epoch`.
@@ -160,6 +164,7 @@ pub fn train_observed(
     hooks: TrainHooks<'_>,
 ) -> Result<TrainSummary> {
     let obs = hooks.observer;
+    let started = Instant::now();
     let triplets = read_triplets(&cfg.train)?;
     let eval = cfg.eval.as_deref().map(read_triplets).transpose()?;
     if triplets.is_empty() {
@@ -214,6 +219,8 @@ pub fn train_observed(
         steps_done: start,
         total_steps: total,
         last_loss: f32::NAN,
+        triplets_seen: 0,
+        setup_seconds: started.elapsed().as_secs_f64(),
     };
     let mut order: Option<(usize, Vec<usize>)> = None;
     // The checkpoint resumed from is the one the server handed over: kept until a newer one is
@@ -231,15 +238,25 @@ pub fn train_observed(
         };
         trainer.reseed_dropout(cfg.seed, step)?;
         let mut grads: Grads = Vec::new();
-        let (mut loss, mut n_examples) = (0f32, 0usize);
-        let first = update * cfg.grad_accum;
-        for micro in first..(first + cfg.grad_accum).min(n_micro) {
-            let lo = micro * cfg.batch_size;
-            let hi = (lo + cfg.batch_size).min(triplets.len());
-            let batch: Vec<&Triplet> = order[lo..hi].iter().map(|&i| &triplets[i]).collect();
-            loss += trainer.accumulate(&batch, &mut grads)?;
+        let mut loss_sum: Option<Tensor> = None;
+        let mut n_examples = 0usize;
+        for (pass, divisor) in
+            update_passes(cfg, &triplets, order, update * cfg.grad_accum, n_micro)
+        {
+            let batch: Vec<&Triplet> = pass.iter().map(|&i| &triplets[i]).collect();
+            let l = trainer.accumulate_divided(&batch, divisor, &mut grads)?;
+            loss_sum = Some(match loss_sum {
+                Some(sum) => (sum + l)?,
+                None => l,
+            });
             n_examples += batch.len();
         }
+        // The one host sync of the update's losses.
+        let loss = match loss_sum {
+            Some(sum) => sum.to_scalar::<f32>()?,
+            None => 0.0,
+        };
+        summary.triplets_seen += n_examples;
         let lr = schedule.lr(step);
         let grad_norm = trainer.apply_update(grads, lr)?;
         let entry = StepLog {
@@ -304,6 +321,38 @@ pub fn train_observed(
     trainer.save_model(&cfg.out)?;
     tracing::info!("final model written to {}", cfg.out.display());
     Ok(summary)
+}
+
+/// The forward/backward passes of one update, as (triplet indices, loss divisor): the
+/// reference micro-batches `first..first + grad_accum` (of `batch_size` triplets, in `order`)
+/// cut into passes of `micro_batch` triplets (sorted by length first when asked), each pass's
+/// mean loss divided so that every triplet weighs `1 / (batch_size × grad_accum)`. A partial
+/// last micro-batch (no `drop_last`) is its own pass divided by `grad_accum`, as the reference.
+/// With the default micro-batch this is exactly the reference's loop.
+pub fn update_passes(
+    cfg: &TrainConfig,
+    triplets: &[Triplet],
+    order: &[usize],
+    first: usize,
+    n_micro: usize,
+) -> Vec<(Vec<usize>, f64)> {
+    let bs = cfg.batch_size.max(1);
+    let lo = (first * bs).min(order.len());
+    let hi = ((first + cfg.grad_accum).min(n_micro) * bs).min(order.len());
+    let full_end = lo + (hi.saturating_sub(lo) / bs) * bs;
+    let mut full: Vec<usize> = order[lo..full_end].to_vec();
+    if cfg.sort_by_length {
+        full.sort_by_key(|&i| triplets[i].text_len());
+    }
+    let effective = (bs * cfg.grad_accum) as f64;
+    let mut passes: Vec<(Vec<usize>, f64)> = full
+        .chunks(cfg.micro_batch.unwrap_or(bs).max(1))
+        .map(|c| (c.to_vec(), effective / c.len() as f64))
+        .collect();
+    if full_end < hi {
+        passes.push((order[full_end..hi].to_vec(), cfg.grad_accum as f64));
+    }
+    passes
 }
 
 /// Sends one update's series points and the progress in updates to the observer.

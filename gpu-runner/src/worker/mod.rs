@@ -16,6 +16,7 @@
 
 pub mod catalog;
 pub mod logs;
+pub mod manifest;
 pub mod outbox;
 pub mod reporter;
 pub mod shards;
@@ -96,6 +97,11 @@ pub(crate) enum JobEnd {
     Released,
 }
 
+/// The runner's memo of model and data hashes, in its workdir.
+pub const IDENTITY_FILE: &str = "identity-cache.json";
+/// The runner's cross-run teacher-score cache, a directory in its workdir.
+pub const SCORE_CACHE_DIR: &str = "score-cache";
+
 fn outbox_dir(opts: &WorkerOptions) -> PathBuf {
     let name: String = opts
         .name
@@ -109,6 +115,10 @@ fn outbox_dir(opts: &WorkerOptions) -> PathBuf {
 /// stage and releases its job). Returns the number of jobs finished.
 pub fn work(opts: &WorkerOptions, device: &Device, stop: &Arc<AtomicBool>) -> Result<usize> {
     std::fs::create_dir_all(&opts.workdir).map_err(|e| Error::io(&opts.workdir, e))?;
+    // Model and data hashes are remembered across jobs and restarts; the CUDA pool keeps freed
+    // memory for the next batch instead of returning it at every sync.
+    crate::pipeline::identity::remember_in(&opts.workdir.join(IDENTITY_FILE))?;
+    crate::cuda_mem::MemoryPool::of(device)?;
     let transport = Arc::new(Transport::new(
         &opts.server,
         &opts.token,
@@ -228,6 +238,7 @@ fn run_job(
             "resuming from the checkpoint of update {step}"
         );
     }
+    let score_cache = opts.workdir.join(SCORE_CACHE_DIR);
     let server_shards = ServerShards {
         transport,
         run_id: job.run_id,
@@ -238,6 +249,7 @@ fn run_job(
         checkpoint_every: opts.checkpoint_every,
         resume_max_step: Some(resume_max_step.unwrap_or(0)),
         shards: Some(&server_shards),
+        score_cache: Some(&score_cache),
     };
     if let Some(shard) = job.shard {
         let work = ShardJob {
@@ -256,9 +268,14 @@ fn run_job(
         Ok(outcome) => outcome,
         Err(e) => return end_on_error(transport, opts, job, &reporter, e),
     };
-    let (reused, dir) = match &outcome {
-        Outcome::Stopped(rec) => (rec.reused, rundir.join(&rec.dir)),
-        Outcome::Done(_) => (false, rundir.clone()),
+    let (reused, dir, stats) = match &outcome {
+        // A reused stage did no work in this job: its stats were reported when it ran.
+        Outcome::Stopped(rec) => (
+            rec.reused,
+            rundir.join(&rec.dir),
+            rec.stats.clone().filter(|_| !rec.reused),
+        ),
+        Outcome::Done(_) => (false, rundir.clone(), None),
     };
     let evals = match eval_label(job.kind) {
         Some(label) => vec![eval_result(label, &job.config, &dir)?],
@@ -291,7 +308,8 @@ fn run_job(
         message: None,
         evals,
         queries: Vec::new(),
-        manifest: Default::default(),
+        manifest: manifest::facts(&job.config, device, &outcome)?,
+        stats,
     };
     transport.report(&format!("/jobs/{}/complete", job.id), &complete)?;
     Ok(JobEnd::Completed)

@@ -74,7 +74,7 @@ pub(super) fn run_shard_job(
     let range = (shard.index as usize, shard.count as usize);
     let result = score_shard(&job.config, &rundir, job.kind, range, device, &ctx);
     reporter.flush(None);
-    let (file, reused) = match result {
+    let (file, stats) = match result {
         Ok(done) => done,
         Err(e) => return end_on_error(transport, opts, job, reporter, e),
     };
@@ -114,7 +114,7 @@ pub(super) fn run_shard_job(
         shard = shard.index,
         of = shard.count,
         bytes = stored.size_bytes,
-        reused,
+        reused = stats.is_none(),
         "shard uploaded"
     );
     reporter.finish_logs();
@@ -123,11 +123,12 @@ pub(super) fn run_shard_job(
     }
     let complete = CompleteJob {
         lease: job.lease.clone(),
-        skipped: reused,
+        skipped: stats.is_none(),
         message: None,
         evals: Vec::new(),
         queries: Vec::new(),
-        manifest: Default::default(),
+        manifest: super::manifest::environment(device),
+        stats,
     };
     transport.report(&format!("/jobs/{}/complete", job.id), &complete)?;
     Ok(JobEnd::Completed)

@@ -100,6 +100,11 @@ impl Packed {
         attention_mask: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         let Some(batch) = PackedBatch::of(attention_mask)? else {
+            tracing::warn!(
+                "a batch does not fit the packed bf16 path (a sequence over {} tokens): it runs \
+                 on the slower padded path",
+                super::packing::MAX_LEN
+            );
             return Ok(None);
         };
         let device = input_ids.device();
