@@ -40,6 +40,9 @@ pub struct DemoOptions {
     pub easy_negatives: usize,
     /// Seed of every draw.
     pub seed: u64,
+    /// Texts of StackOverflow title length (queries and passages 2–25 words, mode 7) instead
+    /// of the demo's short ones: the shape of the reference data set, for benchmarks.
+    pub title_lengths: bool,
 }
 
 impl Default for DemoOptions {
@@ -51,6 +54,23 @@ impl Default for DemoOptions {
             hard_negatives: 3,
             easy_negatives: 3,
             seed: 7,
+            title_lengths: false,
+        }
+    }
+}
+
+impl DemoOptions {
+    /// The shape of StackOverflowDupQuestions: 30 candidates per query (2 duplicates, 10
+    /// same-topic and 18 other-topic negatives), texts of title length.
+    pub fn stackoverflow_shaped(train_queries: usize, test_queries: usize) -> DemoOptions {
+        DemoOptions {
+            train_queries,
+            test_queries,
+            positives: 2,
+            hard_negatives: 10,
+            easy_negatives: 18,
+            title_lengths: true,
+            ..DemoOptions::default()
         }
     }
 }
@@ -79,9 +99,30 @@ fn vocab() -> Vocab {
     }
 }
 
-fn text(rng: &mut StdRng, must: &[&str], pool: &[&str], stop: &[&str]) -> String {
+/// Words of a StackOverflow-title-length text: triangular on 2..25, mode 7 (about 15 tokens).
+fn title_words(rng: &mut StdRng) -> usize {
+    let (a, c, b) = (2.0f64, 7.0f64, 25.0f64);
+    let u: f64 = rng.random();
+    let x = if u < (c - a) / (b - a) {
+        a + (u * (b - a) * (c - a)).sqrt()
+    } else {
+        b - ((1.0 - u) * (b - a) * (b - c)).sqrt()
+    };
+    x.round() as usize
+}
+
+/// The word count of a passage under `opts`.
+fn passage_words(rng: &mut StdRng, opts: &DemoOptions) -> usize {
+    if opts.title_lengths {
+        title_words(rng)
+    } else {
+        PASSAGE_WORDS
+    }
+}
+
+fn text(rng: &mut StdRng, must: &[&str], pool: &[&str], stop: &[&str], len: usize) -> String {
     let mut words: Vec<&str> = must.to_vec();
-    while words.len() < PASSAGE_WORDS {
+    while words.len() < len {
         let from = if rng.random_bool(0.3) { stop } else { pool };
         if let Some(w) = from.choose(rng) {
             words.push(w);
@@ -103,13 +144,15 @@ fn sample(rng: &mut StdRng, v: &Vocab, opts: &DemoOptions) -> Sample {
     let positive = (0..opts.positives)
         .map(|_| {
             let shared = 2 + rng.random_range(0..2);
-            text(rng, &query_words[..shared], topic, &v.stop)
+            let len = passage_words(rng, opts);
+            text(rng, &query_words[..shared], topic, &v.stop, len)
         })
         .collect();
     let mut negative: Vec<String> = (0..opts.hard_negatives)
         .map(|_| {
             let one = query_words[rng.random_range(0..QUERY_WORDS)];
-            text(rng, &[one], &others, &v.stop)
+            let len = passage_words(rng, opts);
+            text(rng, &[one], &others, &v.stop, len)
         })
         .collect();
     for _ in 0..opts.easy_negatives {
@@ -117,11 +160,18 @@ fn sample(rng: &mut StdRng, v: &Vocab, opts: &DemoOptions) -> Sample {
         if u >= t {
             u += 1;
         }
-        negative.push(text(rng, &[], &v.topics[u], &v.stop));
+        let len = passage_words(rng, opts);
+        negative.push(text(rng, &[], &v.topics[u], &v.stop, len));
     }
     negative.shuffle(rng);
+    let query = if opts.title_lengths {
+        let len = title_words(rng).max(QUERY_WORDS);
+        text(rng, &query_words, topic, &v.stop, len)
+    } else {
+        query_words.join(" ")
+    };
     Sample {
-        query: query_words.join(" "),
+        query,
         positive,
         negative,
     }
@@ -228,5 +278,20 @@ mod tests {
             offset += s.n_pairs();
         }
         assert!(wins * 10 > train.len() * 9, "{wins} of {}", train.len());
+    }
+
+    #[test]
+    fn stackoverflow_shape_has_thirty_title_length_candidates() {
+        let (train, _) = generate(&DemoOptions::stackoverflow_shaped(50, 1));
+        assert!(train.iter().all(|s| s.n_pairs() == 30));
+        let words: Vec<usize> = train
+            .iter()
+            .flat_map(|s| s.positive.iter().chain(&s.negative))
+            .map(|t| t.split(' ').count())
+            .collect();
+        let mean = words.iter().sum::<usize>() as f64 / words.len() as f64;
+        assert!((9.0..13.0).contains(&mean), "mean {mean} words");
+        assert!(words.iter().all(|&n| (2..=25).contains(&n)));
+        assert!(train.iter().any(|s| s.query.split(' ').count() > 8));
     }
 }

@@ -50,7 +50,7 @@ enum Command {
     /// Check the student against its parity goldens, gradients and a short training run on any
     /// device and dtype (on CUDA also every fused kernel against its composed op).
     StudentParity(cli::student_parity::StudentParityArgs),
-    /// Benchmark the GPU workloads (throughput, MFU, peak memory) on random-weight models.
+    /// Measure the pipeline's stages on generated inputs of the real shapes (random weights).
     Bench(cli::bench::BenchArgs),
 }
 
@@ -101,6 +101,6 @@ fn run(cli: Cli, logs: gpu_runner::worker::logs::LogCapture) -> anyhow::Result<(
         Command::Predict(args) => cli::predict::run(args),
         Command::TeacherParity(args) => cli::teacher_parity::run(args),
         Command::StudentParity(args) => cli::student_parity::run(args),
-        Command::Bench(args) => cli::bench::run(args),
+        Command::Bench(args) => cli::bench::run_bench(args),
     }
 }

