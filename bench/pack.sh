@@ -14,7 +14,7 @@ cp "$src/gpu-runner.xz" "$dest/"
 # distillery-server` into the CPU target dir.
 server="${CARGO_TARGET_DIR:-$src/target}/debug/distillery-server"
 if [ -x "$server" ]; then xz -T0 -c "$server" > "$dest/distillery-server.xz"; fi
-cp "$src"/bench/{gpu_bench.sh,gpu_pipeline.sh,gpu_e2e.sh,launch_run.py,compare.py,kernel_times.py,torch_prefix_reference.py,torch_reference.py,torch_student.py} "$dest/bench/"
+cp "$src"/bench/{gpu_bench.sh,gpu_pipeline.sh,gpu_e2e.sh,launch_run.py,bf16_stability.py,compare.py,kernel_times.py,torch_prefix_reference.py,torch_reference.py,torch_student.py} "$dest/bench/"
 cp "$src"/gpu-runner/tests/goldens/{teacher_tiny,student_logits,student_train}.json "$dest/gpu-runner/tests/goldens/"
 cp -r "$src/gpu-runner/tests/fixtures/tiny-xlmr" "$src/gpu-runner/tests/fixtures/triplets.jsonl" \
   "$dest/gpu-runner/tests/fixtures/"

@@ -62,6 +62,22 @@ fn worker_takes_a_bm25_demo_run_to_done_and_streams_it() {
     for name in ["loss", "lr", "grad_norm"] {
         assert_exact_steps(&api.series_steps(id, name), n);
     }
+    // Every stage reported what its work measured, and the manifest reached the server.
+    for kind in distillery_api::StageKind::ALL {
+        let stage = api.stage(id, kind.as_str());
+        let stats = &stage["stats"];
+        assert!(stats["seconds"].as_f64().unwrap() >= 0.0, "{stage}");
+        assert!(stats["items"].as_u64().unwrap() > 0, "{stage}");
+    }
+    assert_eq!(api.stage(id, "train")["stats"]["unit"], "triplets");
+    let manifest = &api.get(&format!("/runs/{id}"))["manifest"];
+    assert!(
+        manifest["device"].as_str().unwrap().starts_with("cpu"),
+        "{manifest}"
+    );
+    assert!(manifest["git_commit"].is_string(), "{manifest}");
+    assert_eq!(manifest["student_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(manifest["stage.compare"]["reused"], false, "{manifest}");
     let eval_after = api.stage(id, "eval_after");
     assert!(
         eval_after["message"].as_str().unwrap().contains("pairs"),

@@ -348,6 +348,31 @@ fn check_adamw(dev: &Device, rows: &mut Vec<CheckRow>) -> Result<()> {
         error: (grad_sq_norm(&refs)? - want).abs() / want,
         tolerance: 1e-6,
     });
+    check_add_into(&params, rows)
+}
+
+/// In-place gradient accumulation (`acc += g` for every tensor in one launch) against the
+/// composed sum; the gradients stay untouched.
+fn check_add_into(params: &[Tensor], rows: &mut Vec<CheckRow>) -> Result<()> {
+    let accs: Vec<Tensor> = params.iter().map(|p| p.copy()).collect::<Result<_>>()?;
+    let grads: Vec<Tensor> = params
+        .iter()
+        .map(|p| Tensor::randn(0f32, 1.0, p.shape(), p.device()))
+        .collect::<Result<_>>()?;
+    let kept: Vec<Tensor> = grads.iter().map(|g| g.copy()).collect::<Result<_>>()?;
+    let pairs: Vec<(&Tensor, &Tensor)> = accs.iter().zip(&grads).collect();
+    super::adamw::add_into(&pairs)?;
+    for (i, p) in params.iter().enumerate() {
+        let want = (p + &kept[i])?;
+        let moved = rel_err(&grads[i], &kept[i])?;
+        rows.push(CheckRow {
+            op: "add_into_multi".into(),
+            dtype: DType::F32,
+            quantity: format!("acc {:?} (gradient moved {moved:.1e})", p.dims()),
+            error: rel_err(&accs[i], &want)?.max(moved),
+            tolerance: 1e-7,
+        });
+    }
     Ok(())
 }
 

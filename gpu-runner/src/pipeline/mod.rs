@@ -41,6 +41,9 @@ pub struct Report {
     pub compare: Value,
     /// The per-query detail file ([`query_detail`]).
     pub query_detail: PathBuf,
+    /// What each stage did (as in `manifest.json`; not part of `report.json`).
+    #[serde(skip)]
+    pub stages: Vec<StageRecord>,
 }
 
 impl Report {
@@ -443,6 +446,7 @@ pub fn run_through_with(
         teacher: read_json(&teacher_eval.join("summary.json"))?,
         compare: read_json(&cmp.join("compare.json"))?,
         query_detail: cmp.join(query_detail::FILE_NAME),
+        stages: r.records.clone(),
     };
     write_json(&rundir.join("report.json"), &report)?;
     let manifest = Manifest {

@@ -31,7 +31,11 @@ pub fn facts(cfg: &RunConfig, device: &Device, outcome: &Outcome) -> Result<Map<
     m.insert("student_hash".into(), hash(&cfg.student)?.into());
     m.insert("train_data_hash".into(), hash(&cfg.train_data)?.into());
     m.insert("test_data_hash".into(), hash(&cfg.test_data)?.into());
-    if let Outcome::Stopped(rec) = outcome {
+    let last = match outcome {
+        Outcome::Stopped(rec) => Some(rec),
+        Outcome::Done(report) => report.stages.last(),
+    };
+    if let Some(rec) = last {
         let value = serde_json::to_value(rec).map_err(|e| Error::Other(e.to_string()))?;
         m.insert(format!("stage.{}", rec.stage.as_str()), value);
     }

@@ -275,7 +275,15 @@ fn run_job(
             rundir.join(&rec.dir),
             rec.stats.clone().filter(|_| !rec.reused),
         ),
-        Outcome::Done(_) => (false, rundir.clone(), None),
+        // The last stage (the comparison) ran in this job unless it was reused.
+        Outcome::Done(report) => {
+            let last = report.stages.last();
+            (
+                false,
+                rundir.clone(),
+                last.filter(|r| !r.reused).and_then(|r| r.stats.clone()),
+            )
+        }
     };
     let evals = match eval_label(job.kind) {
         Some(label) => vec![eval_result(label, &job.config, &dir)?],
