@@ -89,7 +89,7 @@ fn canary_passes_on_the_tiny_model_and_catches_broken_scores() {
 }
 
 #[test]
-fn identity_follows_config_and_safetensors_headers() {
+fn identity_follows_config_headers_and_weights() {
     let a = teacher_support::tiny_teacher();
     let dir = tempfile::tempdir().unwrap();
     for f in [
@@ -117,7 +117,8 @@ fn identity_follows_config_and_safetensors_headers() {
     }
     let b = Teacher::load(dir.path(), TeacherOptions::default()).unwrap();
     assert_eq!(a.identity(), b.identity());
-    // The identity is config plus safetensors headers (spec): a config change must show.
+    // The identity is the config, the safetensors headers and the weights: a config change
+    // must show, and so must other weights of the same shapes (or cached scores would mix).
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
             .unwrap();
@@ -125,6 +126,13 @@ fn identity_follows_config_and_safetensors_headers() {
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
     let c = Teacher::load(dir.path(), TeacherOptions::default()).unwrap();
     assert_ne!(a.identity(), c.identity());
+    let shard = dir.path().join("model-00002-of-00002.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&shard, bytes).unwrap();
+    let d = Teacher::load(dir.path(), TeacherOptions::default()).unwrap();
+    assert_ne!(c.identity(), d.identity());
 }
 
 #[test]

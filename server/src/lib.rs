@@ -50,11 +50,21 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// `--auth none` and `.distillery/data/artifacts`.
+    /// `--auth none` and an artifact directory of its own under the system's temporary
+    /// directory (the binary passes its `--data-dir`'s; an embedded or test server never writes
+    /// into its working directory, nor shares artifacts with another instance).
     fn default() -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Settings {
             auth: AuthMode::None,
-            artifact_root: PathBuf::from(".distillery/data/artifacts"),
+            artifact_root: std::env::temp_dir().join(format!(
+                "distillery-artifacts-{}-{nanos}-{n}",
+                std::process::id()
+            )),
         }
     }
 }

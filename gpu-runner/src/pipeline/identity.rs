@@ -1,5 +1,5 @@
-//! Cheap content identity: a path's hash is computed once per (file, size, modification time)
-//! and remembered, so a 16 GB teacher directory is read once, not by every stage job.
+//! Cheap content identity: a path's hash is computed once per state of its files (size,
+//! modification and status-change times, device and inode) and remembered, so a 16 GB teacher directory is read once, not by every stage job.
 //!
 //! The memo is per process; a runner also keeps it in a file of its workdir
 //! ([`remember_in`]), so a restarted runner does not read its models again. A path is hashed
@@ -22,10 +22,14 @@ struct FileStamp {
     rel: String,
     size: u64,
     mtime_ns: i128,
-    /// The inode (0 off Unix): a file replaced by a rename is another file even within one
-    /// modification-time tick.
+    /// The device and inode (0 off Unix): a file replaced by a rename is another file even
+    /// within one modification-time tick.
     #[serde(default)]
-    inode: u64,
+    inode: (u64, u64),
+    /// The status-change time (0 off Unix), which no tool can set back: an in-place rewrite
+    /// that restores size and modification time still changes it.
+    #[serde(default)]
+    ctime_ns: i128,
 }
 
 /// A remembered hash and the stamps of the files it was computed from.
@@ -89,14 +93,21 @@ fn stamps(path: &Path, rel: &Path, out: &mut Vec<FileStamp>) -> Result<()> {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(-1, |d| d.as_nanos() as i128);
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    let (inode, ctime_ns) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            (meta.dev(), meta.ino()),
+            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        )
+    };
     #[cfg(not(unix))]
-    let inode = 0;
+    let (inode, ctime_ns) = ((0, 0), 0);
     out.push(FileStamp {
         rel: rel.to_string_lossy().into_owned(),
         size: meta.len(),
         mtime_ns,
         inode,
+        ctime_ns,
     });
     Ok(())
 }
@@ -189,12 +200,12 @@ mod tests {
             "the second call reads nothing"
         );
 
-        // Same size, same mtime: taken as unchanged (the stamp is the contract).
+        // Rewritten in place with its size and modification time restored: the status-change
+        // time still moved (past the file system clock's tick), so it is read again and the
+        // new content seen.
+        std::thread::sleep(Duration::from_millis(30));
         std::fs::write(&weights, "bbbb").unwrap();
         set_mtime(&weights, t0);
-        assert_eq!(cached(&model, counting).unwrap(), h1);
-        // A new mtime makes it read again and see the new content.
-        set_mtime(&weights, t0 + Duration::from_secs(1));
         let h2 = cached(&model, counting).unwrap();
         assert_ne!(h2, h1);
         assert_eq!(

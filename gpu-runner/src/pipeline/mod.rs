@@ -368,7 +368,8 @@ pub fn run_through_with(
         return Ok(Outcome::Stopped(rec));
     }
     // The evaluation's precision is part of its key: bf16 and f32 logits differ by rounding.
-    let ml = format!("{}|{}", cfg.max_length, cfg.eval_dtype);
+    // The resolved one: `auto` is bf16 on CUDA and f32 elsewhere.
+    let ml = format!("{}|{:?}", cfg.max_length, stages::eval_dtype(cfg, device)?);
     let (before, k_before) = r.stage(StageKind::EvalBefore, &ml, &[&h_student, &h_test], |d| {
         let work = predict(
             cfg,

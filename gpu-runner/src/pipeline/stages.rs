@@ -45,12 +45,18 @@ pub fn score(
         dtype,
         device: device.clone(),
     };
+    let plan = job::shard_plan(&read_samples(data)?, shard, job::MAX_WINDOW);
+    let pairs = plan.pairs;
+    if pairs.is_empty() {
+        // A shard past the last window (fewer windows than shards): nothing to load the
+        // teacher for.
+        crate::scores::ScoreWriter::create(out)?.commit()?;
+        return Ok(Work::new(0, "pairs"));
+    }
     let started = std::time::Instant::now();
     let teacher = Teacher::load(Path::new(&cfg.teacher), options)?;
     teacher.canary()?.check()?;
     let setup = started.elapsed().as_secs_f64();
-    let plan = job::shard_plan(&read_samples(data)?, shard, job::MAX_WINDOW);
-    let pairs = plan.pairs;
     let options = JobOptions {
         window: plan.window,
         cache: ctx.score_cache.map(|dir| CacheAt::Dir(dir.to_path_buf())),

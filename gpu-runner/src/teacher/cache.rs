@@ -1,13 +1,16 @@
 //! A content-hash cache of teacher scores, so re-running a job or scoring an overlapping file
 //! computes only new pairs.
 //!
-//! Each score is keyed on SHA-256 over the teacher identity (config plus safetensors headers),
+//! Each score is keyed on SHA-256 over the teacher identity (config, safetensors headers and
+//! weights' content hash),
 //! the prompt variant, instruction, max length, dtype, query and passage. The cache is an
 //! append-only JSON-lines file `{"key": hex, "score": f64}`; a torn last line from a crash is
 //! ignored when it is read back.
 //!
 //! A runner's cache is a directory ([`ScoreCache::open_dir`]): every opening reads all its files
 //! and appends to a file of its own, so runners sharing a workdir never write the same file.
+//! Once it holds more than [`COMPACT_AFTER`] files, an opening merges those of processes that
+//! are gone into one.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,7 +25,7 @@ use crate::{Error, Result};
 /// Everything besides the pair that decides a score.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoreSetting {
-    /// Hex hash of the teacher's config and safetensors headers.
+    /// The teacher's identity ([`crate::teacher::Teacher::identity`]).
     pub teacher: String,
     /// `official` or `seed-compat`.
     pub prompt: String,
@@ -75,6 +78,8 @@ pub struct ScoreCache {
     writer: BufWriter<File>,
     /// Entries appended by this handle.
     written: usize,
+    /// Keys this handle added (not found in the files at open).
+    fresh: std::collections::HashSet<String>,
     /// Remove the file on drop if nothing was appended (a directory cache's own file).
     remove_if_unused: bool,
 }
@@ -106,6 +111,7 @@ impl ScoreCache {
             scores,
             writer,
             written: 0,
+            fresh: Default::default(),
             remove_if_unused: false,
         })
     }
@@ -130,8 +136,22 @@ impl ScoreCache {
             .map_err(|e| Error::io(dir, e))?;
         files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
         files.sort();
+        // The runner's cache is an optimisation nobody asked for by name: a damaged file is
+        // left out with a warning instead of stopping every scoring job on the runner.
+        let mut readable = Vec::new();
         for file in &files {
-            scores.extend(read_entries(file)?);
+            match read_entries(file) {
+                Ok(entries) => {
+                    scores.extend(entries);
+                    readable.push(file.clone());
+                }
+                Err(e) => tracing::warn!("score cache file left out: {e}"),
+            }
+        }
+        if readable.len() > COMPACT_AFTER {
+            if let Err(e) = compact(dir, &readable) {
+                tracing::warn!("score cache not compacted: {e}");
+            }
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -149,6 +169,7 @@ impl ScoreCache {
             scores,
             writer: BufWriter::new(file),
             written: 0,
+            fresh: Default::default(),
             remove_if_unused: true,
         })
     }
@@ -156,6 +177,16 @@ impl ScoreCache {
     /// The cached score of `key`, if any.
     pub fn get(&self, key: &str) -> Option<f64> {
         self.scores.get(key).copied()
+    }
+
+    /// The cached score of `key` as the cache stood when it was opened: what a job looks up,
+    /// so that which pairs come from the cache does not depend on how far its scoring got
+    /// when a later window was prepared.
+    pub fn get_loaded(&self, key: &str) -> Option<f64> {
+        if self.fresh.contains(key) {
+            return None;
+        }
+        self.get(key)
     }
 
     /// Number of cached scores.
@@ -176,6 +207,9 @@ impl ScoreCache {
         })
         .map_err(|e| Error::Other(format!("cannot encode a cache entry: {e}")))?;
         writeln!(self.writer, "{line}").map_err(|e| Error::io(&self.path, e))?;
+        if !self.scores.contains_key(&key) {
+            self.fresh.insert(key.clone());
+        }
         self.scores.insert(key, score);
         self.written += 1;
         Ok(())
@@ -185,6 +219,65 @@ impl ScoreCache {
     pub fn flush(&mut self) -> Result<()> {
         self.writer.flush().map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// A directory cache with more files than this is compacted when opened.
+pub const COMPACT_AFTER: usize = 32;
+
+/// Whether the process that named a cache file `<pid>-…` may still append to it (a file of
+/// another name, or of a process that is gone, is not written any more).
+fn writer_alive(file: &Path) -> bool {
+    let pid = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid == std::process::id() => true,
+        Some(pid) => {
+            Path::new("/proc").is_dir() && Path::new("/proc").join(pid.to_string()).exists()
+        }
+        None => false,
+    }
+}
+
+/// Merges the files of `dir` that no live process writes into one `compact-<nanos>.jsonl`
+/// (written to a temporary file and renamed), then removes them.
+fn compact(dir: &Path, files: &[PathBuf]) -> Result<()> {
+    if !Path::new("/proc").is_dir() {
+        return Ok(()); // no way to tell live writers from gone ones
+    }
+    let done: Vec<&PathBuf> = files.iter().filter(|f| !writer_alive(f)).collect();
+    if done.len() < 2 {
+        return Ok(());
+    }
+    let mut merged = HashMap::new();
+    for f in &done {
+        merged.extend(read_entries(f)?);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let out = dir.join(format!("compact-{nanos}.jsonl"));
+    let mut file = crate::io::AtomicFile::create(&out)?;
+    for (key, score) in &merged {
+        let line = serde_json::to_string(&CacheLine {
+            key: key.clone(),
+            score: *score,
+        })
+        .map_err(|e| Error::Other(format!("cannot encode a cache entry: {e}")))?;
+        writeln!(file, "{line}").map_err(|e| Error::io(&out, e))?;
+    }
+    file.commit()?;
+    for f in done {
+        std::fs::remove_file(f).map_err(|e| Error::io(f, e))?;
+    }
+    tracing::info!(
+        "score cache compacted: {} entries in {}",
+        merged.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// Cuts a torn last line (a crash mid-write) so that new entries start on a fresh line.
@@ -324,5 +417,38 @@ mod tests {
         drop(unused);
         let files = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
         assert_eq!(files, 2, "a handle that wrote nothing leaves no file");
+
+        // A damaged file is left out; the others still serve.
+        std::fs::write(
+            dir.path().join("cache/damaged.jsonl"),
+            "not json\n{\"key\": \"z\", \"score\": 3.0}\n",
+        )
+        .unwrap();
+        let c = ScoreCache::open_at(&at).unwrap();
+        assert_eq!((c.get("x"), c.get("z")), (Some(1.0), None));
+    }
+
+    #[test]
+    fn a_directory_of_many_finished_files_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        // Files of a process id that cannot be alive (above the kernel's pid limit).
+        for i in 0..40 {
+            let line = format!("{{\"key\": \"k{i}\", \"score\": {i}.5}}\n");
+            std::fs::write(cache.join(format!("4294967000-{i}-0.jsonl")), line).unwrap();
+        }
+        let at = CacheAt::Dir(cache.clone());
+        let c = ScoreCache::open_at(&at).unwrap();
+        assert_eq!((c.len(), c.get("k39")), (40, Some(39.5)));
+        drop(c);
+        let names: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("compact-"));
+        let again = ScoreCache::open_at(&at).unwrap();
+        assert_eq!((again.len(), again.get("k0")), (40, Some(0.5)));
     }
 }

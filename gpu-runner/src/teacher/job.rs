@@ -294,7 +294,7 @@ fn prepare(
             .read()
             .map_err(|_| Error::Other("score cache lock poisoned".into()))?;
         keys.iter()
-            .map(|k| guard.as_ref().and_then(|c| c.get(k)))
+            .map(|k| guard.as_ref().and_then(|c| c.get_loaded(k)))
             .collect()
     };
     let misses: Vec<usize> = (0..window.len()).filter(|&i| cached[i].is_none()).collect();

@@ -401,7 +401,10 @@ pub fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
-/// Hex SHA-256 over the config bytes and each shard's name and safetensors header.
+/// Hex SHA-256 over the config bytes and each shard's name, safetensors header and content
+/// hash (remembered per file stamp by [`crate::pipeline::identity`], so a runner reads the
+/// weights once): two checkpoints of one architecture never share an identity, nor cached
+/// scores.
 fn identity_hash(config: &[u8], shards: &[PathBuf]) -> Result<String> {
     use std::io::Read;
     let mut h = Sha256::new();
@@ -424,6 +427,7 @@ fn identity_hash(config: &[u8], shards: &[PathBuf]) -> Result<String> {
         }
         h.update(len);
         h.update(&header);
+        h.update(crate::pipeline::manifest::hash_path(path)?.as_bytes());
     }
     Ok(hex::encode(h.finalize()))
 }

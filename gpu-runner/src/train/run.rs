@@ -328,7 +328,7 @@ pub fn train_observed(
 /// cut into passes of `micro_batch` triplets (sorted by length first when asked), each pass's
 /// mean loss divided so that every triplet weighs `1 / (batch_size × grad_accum)`. A partial
 /// last micro-batch (no `drop_last`) is its own pass divided by `grad_accum`, as the reference.
-/// With the default micro-batch this is exactly the reference's loop.
+/// With the default micro-batch and no length sorting this is exactly the reference's loop.
 pub fn update_passes(
     cfg: &TrainConfig,
     triplets: &[Triplet],

@@ -269,20 +269,14 @@ fn run_job(
         Err(e) => return end_on_error(transport, opts, job, &reporter, e),
     };
     let (reused, dir, stats) = match &outcome {
-        // A reused stage did no work in this job: its stats were reported when it ran.
-        Outcome::Stopped(rec) => (
-            rec.reused,
-            rundir.join(&rec.dir),
-            rec.stats.clone().filter(|_| !rec.reused),
-        ),
+        // A reused stage's work was done by an earlier attempt of this job that never
+        // completed (the run directory is the run's own), so its stats are reported now; the
+        // server merges stats once per completed job.
+        Outcome::Stopped(rec) => (rec.reused, rundir.join(&rec.dir), rec.stats.clone()),
         // The last stage (the comparison) ran in this job unless it was reused.
         Outcome::Done(report) => {
             let last = report.stages.last();
-            (
-                false,
-                rundir.clone(),
-                last.filter(|r| !r.reused).and_then(|r| r.stats.clone()),
-            )
+            (false, rundir.clone(), last.and_then(|r| r.stats.clone()))
         }
     };
     let evals = match eval_label(job.kind) {

@@ -54,6 +54,8 @@ async fn create_admin_then_log_in() {
 
     let out = server()
         .args(["create-admin", "--name", "root2", "--database-url", &url])
+        .arg("--data-dir")
+        .arg(dir.path())
         .stdin(Stdio::null())
         .output()
         .unwrap();
