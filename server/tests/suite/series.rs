@@ -73,3 +73,48 @@ async fn long_series_are_downsampled_keeping_extremes(store: Store) {
     assert_eq!(empty["total_points"], 0);
 }
 both_backends!(series, long_series_are_downsampled_keeping_extremes);
+
+/// Every f64 a runner posts comes back with the same bits (serde_json parses floats exactly
+/// only with `float_roundtrip`, which the workspace turns on for every crate).
+async fn posted_values_round_trip_bit_exactly(store: Store) {
+    use rand::{Rng, SeedableRng};
+    let r = crate::common::router(store);
+    let run = launch(&r, "exact").await;
+    let runner = register(&r, "gpu0").await;
+    let job = claim(&r, runner, "{}").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut values = vec![
+        1.9668526250636218,
+        0.1 + 0.2,
+        f64::MIN_POSITIVE,
+        -f64::MAX,
+        5e-324,
+    ];
+    while values.len() < 2000 {
+        let v = f64::from_bits(rng.random::<u64>());
+        if v.is_finite() {
+            values.push(v);
+        }
+    }
+    let points: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(s, v)| json!({"name": "loss", "step": s, "value": v}))
+        .collect();
+    let (status, body) = report(&r, &job, "metrics", json!({ "points": points })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uri = format!("/api/v1/runs/{run}/series?name=loss&max_points=100000");
+    let (status, series) = send(&r, "GET", &uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    let back: Vec<f64> = serde_json::from_value(series["values"].clone()).unwrap();
+    assert_eq!(back.len(), values.len());
+    let inexact: Vec<(f64, f64)> = values
+        .iter()
+        .zip(&back)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .map(|(a, b)| (*a, *b))
+        .take(3)
+        .collect();
+    assert!(inexact.is_empty(), "posted vs returned: {inexact:?}");
+}
+both_backends!(exact_values, posted_values_round_trip_bit_exactly);
