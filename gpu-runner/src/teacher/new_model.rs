@@ -11,7 +11,6 @@ use std::path::Path;
 use std::str::FromStr;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
@@ -180,39 +179,6 @@ fn generate(spec: &Spec, seed: u64, dtype: DType) -> Result<Tensor> {
             .collect(),
     };
     Ok(Tensor::from_vec(values, spec.shape.as_slice(), &Device::Cpu)?.to_dtype(dtype)?)
-}
-
-/// A random-weight model of `preset` generated directly on `device`, for benchmarks: no files,
-/// no seed (the device's generator), the same value spreads as [`write`]. The `lm_head` is not
-/// made; the returned `[hidden]` f32 vector stands for `lm_head[yes] − lm_head[no]`.
-pub fn random_on_device(
-    preset: Preset,
-    dtype: DType,
-    device: &Device,
-) -> Result<(Config, VarBuilder<'static>, Tensor)> {
-    let cfg = preset.config();
-    let mut tensors = HashMap::new();
-    for spec in tensor_specs(&cfg) {
-        if spec.name == "lm_head.weight" {
-            continue;
-        }
-        let shape = spec.shape.as_slice();
-        let t = match spec.init {
-            Init::Spread(std) => {
-                let a = std * 3f32.sqrt();
-                Tensor::rand(-a, a, shape, device)?
-            }
-            Init::NearOne => (Tensor::rand(-0.1f32, 0.1, shape, device)? + 1.0)?,
-        };
-        tensors.insert(spec.name, t.to_dtype(dtype)?);
-    }
-    let a = 3f32.sqrt() * (2.0 / cfg.hidden_size as f32).sqrt();
-    let score_weight = Tensor::rand(-a, a, cfg.hidden_size, device)?;
-    Ok((
-        cfg,
-        VarBuilder::from_tensors(tensors, dtype, device),
-        score_weight,
-    ))
 }
 
 /// Writes a random-weight checkpoint of `preset` to `out`, copying `tokenizer` beside it.
