@@ -170,14 +170,22 @@ fn bf16_evaluation_passes_its_parity_gate_or_is_refused_naming_the_setting() {
         eval_dtype(&bf16, &Device::Cpu).unwrap(),
         candle_core::DType::BF16
     );
-    let worst = bf16_parity_gate(student, test, 64, &Device::Cpu, 0.05).unwrap();
+    let load = |dtype| {
+        gpu_runner::student::Student::load_with_dtype(student, &Device::Cpu, Some(64), dtype)
+            .unwrap()
+    };
+    let (f32_model, bf16_model) = (
+        load(candle_core::DType::F32),
+        load(candle_core::DType::BF16),
+    );
+    let samples = gpu_runner::data::read_samples(test).unwrap();
+    let gate = |tolerance| bf16_parity_gate(&f32_model, &bf16_model, &samples, test, tolerance);
+    let worst = gate(0.05).unwrap();
     assert!(
         worst > 0.0 && worst <= 0.05,
         "bf16 rounding is visible: {worst}"
     );
-    let err = bf16_parity_gate(student, test, 64, &Device::Cpu, worst / 2.0)
-        .unwrap_err()
-        .to_string();
+    let err = gate(worst / 2.0).unwrap_err().to_string();
     assert!(err.contains("eval_dtype") && err.contains("f32"), "{err}");
     assert!(err.contains(&cfg.test_data), "{err}");
     // A stage asked for bf16 predicts through the gate, close to f32.

@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 use distillery_api::RunConfig;
 
 use crate::compare::{compare, CompareOptions, Comparison};
-use crate::data::read_samples;
+use crate::data::{read_samples, Sample};
 use crate::metrics::{self, evaluate_score_file, write_per_query, MetricOptions, Summary};
 use crate::observe::{with_bar, StageContext};
 use crate::pipeline::query_detail;
@@ -117,27 +117,26 @@ pub fn eval_dtype(cfg: &RunConfig, device: &Device) -> Result<DType> {
     }
 }
 
-/// The parity gate of bf16 evaluation: scores the first pairs of `data` in f32 and in bf16 and
-/// fails, naming the setting, when they differ by more than `tolerance` (relative to
-/// `1 + |f32|`). Returns the largest relative difference.
+/// The parity gate of bf16 evaluation: scores the first pairs of `samples` (read from `data`)
+/// with `exact` (f32) and `fast` (bf16, the model that will predict) and fails, naming the
+/// setting, when they differ by more than `tolerance` (relative to `1 + |f32|`). Returns the
+/// largest relative difference.
 pub fn bf16_parity_gate(
-    model: &Path,
+    exact: &Student,
+    fast: &Student,
+    samples: &[Sample],
     data: &Path,
-    max_length: usize,
-    device: &Device,
     tolerance: f64,
 ) -> Result<f64> {
-    let samples = read_samples(data)?;
     let pairs: Vec<(&str, &str)> = samples
         .iter()
         .flat_map(|s| s.pairs())
         .take(GATE_PAIRS)
         .collect();
-    let score = |dtype| -> Result<Vec<f32>> {
-        Student::load_with_dtype(model, device, Some(max_length), dtype)?
-            .score_pairs(&pairs, GATE_PAIRS)
-    };
-    let (exact, fast) = (score(DType::F32)?, score(DType::BF16)?);
+    let (exact, fast) = (
+        exact.score_pairs(&pairs, GATE_PAIRS)?,
+        fast.score_pairs(&pairs, GATE_PAIRS)?,
+    );
     let worst = exact
         .iter()
         .zip(&fast)
@@ -163,7 +162,7 @@ pub fn bf16_parity_gate(
 
 /// Student logits for every pair of `data`: in f32 (the reference's `predict` outside
 /// autocast, spec §C.5) or, with `eval_dtype` bf16 (the CUDA default), on the packed bf16 path
-/// once the parity gate passed.
+/// once the parity gate passed. The model that predicts is the one the gate checked.
 pub fn predict(
     cfg: &RunConfig,
     model: &Path,
@@ -174,15 +173,6 @@ pub fn predict(
 ) -> Result<Work> {
     let started = std::time::Instant::now();
     let dtype = eval_dtype(cfg, device)?;
-    if dtype == DType::BF16 {
-        bf16_parity_gate(
-            model,
-            data,
-            cfg.max_length as usize,
-            device,
-            EVAL_BF16_TOLERANCE,
-        )?;
-    }
     let pc = PredictConfig {
         batch_size: if dtype == DType::BF16 { 256 } else { 64 },
         max_length: Some(cfg.max_length as usize),
@@ -191,6 +181,10 @@ pub fn predict(
     let samples = read_samples(data)?;
     let total: u64 = samples.iter().map(|s| s.n_pairs() as u64).sum();
     let student = Student::load_with_dtype(model, device, pc.max_length, pc.dtype)?;
+    if dtype == DType::BF16 {
+        let exact = Student::load_with_dtype(model, device, pc.max_length, DType::F32)?;
+        bf16_parity_gate(&exact, &student, &samples, data, EVAL_BF16_TOLERANCE)?;
+    }
     let setup = started.elapsed().as_secs_f64();
     let mut done = 0u64;
     let n = predict_samples(&student, &samples, out, &pc, |n| {
