@@ -1,6 +1,8 @@
 //! `--forward joint` (one padded pass of the 2B pairs) against the reference's two passes:
 //! same loss and, after two optimizer updates, the same weights up to float rounding.
 
+mod train_support;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -8,24 +10,7 @@ use candle_core::{Device, Tensor};
 use gpu_runner::student::ops::Mode;
 use gpu_runner::train::data::{read_triplets, Triplet};
 use gpu_runner::train::{Forward, TrainConfig, Trainer};
-
-/// Parameters whose MarginMSE gradient is zero in exact arithmetic: the classifier's output bias
-/// adds to both scores of a triplet (∂L/∂b = Σd − Σd), and a key bias shifts every score of a
-/// query by the same `q·b`, which softmax removes. Their computed gradients are rounding noise,
-/// which AdamW (invariant to the gradient's scale) turns into steps of up to `lr`, so they are
-/// checked against that bound, not against each other.
-fn zero_gradient(name: &str) -> bool {
-    name == "classifier.out_proj.bias" || name.ends_with("attention.self.key.bias")
-}
-
-/// Learning rate of the test updates.
-const LR: f64 = 1e-3;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+use train_support::{assert_same_weights, fixture, LR};
 
 /// A trainer on the tiny fixture model, dropout off so both modes see the same computation.
 fn trainer(forward: Forward) -> Trainer {
@@ -96,27 +81,6 @@ fn joint_forward_matches_separate_loss_and_updates() {
         two_updates(&mut joint, &triplets),
     );
     assert_eq!(joint.optimizer().step_count(), 2);
-    let mut moved = 0usize;
-    for (name, a) in &ws {
-        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let (a, b, w0) = (values(a), values(&wj[name]), values(&before[name]));
-        if zero_gradient(name) {
-            for (&x, &x0) in a.iter().chain(&b).zip(w0.iter().cycle()) {
-                let step = (x - x0).abs() as f64;
-                assert!(step <= 2.0 * LR * 1.001, "{name}: {x0} → {x}");
-            }
-            continue;
-        }
-        // Relative to the tensor's largest weight: a weight that starts at 0 (a bias) holds
-        // only its two AdamW steps, whose relative rounding is the gradient's.
-        let scale = a.iter().chain(&b).fold(0f32, |m, x| m.max(x.abs()));
-        for (i, ((&x, &y), &x0)) in a.iter().zip(&b).zip(&w0).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-5 * scale,
-                "{name}[{i}]: separate {x} vs joint {y} (largest |w| {scale})"
-            );
-            moved += usize::from(x != x0);
-        }
-    }
+    let moved = assert_same_weights(&ws, &wj, &before, 1e-5);
     assert!(moved > 1000, "only {moved} weights changed in two updates");
 }

@@ -2,25 +2,14 @@
 //! an update's triplets go through the student, not the update: after a whole `train` run the
 //! weights equal the reference loop's up to float rounding.
 
+mod train_support;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use gpu_runner::train::{train, Forward, TrainConfig};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// The classifier's output bias and the key biases have a zero MarginMSE gradient in exact
-/// arithmetic (see `train_forward.rs`): their steps are rounding noise, bounded by the lr.
-fn zero_gradient(name: &str) -> bool {
-    name == "classifier.out_proj.bias" || name.ends_with("attention.self.key.bias")
-}
-
-const LR: f64 = 1e-3;
+use train_support::{assert_same_weights, fixture, values, zero_gradient, LR};
 
 /// Trains the tiny fixture for one epoch of 10 triplets at 2 × 4 (two updates: 8 triplets,
 /// then a short one of 2) and returns the final weights.
@@ -51,42 +40,6 @@ fn trained(
     candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap()
 }
 
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-/// Asserts `a` and `b` agree within `1e-4` of each tensor's largest weight (a bias that starts
-/// at 0 holds only its two AdamW steps, whose direction follows the summed gradient's rounding);
-/// returns how many weights moved from `before`.
-fn assert_same(
-    a: &HashMap<String, Tensor>,
-    b: &HashMap<String, Tensor>,
-    before: &HashMap<String, Tensor>,
-) -> usize {
-    let mut moved = 0;
-    for (name, ta) in a {
-        let (x, y, w0) = (values(ta), values(&b[name]), values(&before[name]));
-        if zero_gradient(name) {
-            for (&v, &v0) in x.iter().chain(&y).zip(w0.iter().cycle()) {
-                assert!(
-                    ((v - v0).abs() as f64) <= 2.0 * LR * 1.001,
-                    "{name}: {v0} → {v}"
-                );
-            }
-            continue;
-        }
-        let scale = x.iter().chain(&y).fold(0f32, |m, v| m.max(v.abs()));
-        for (i, ((&p, &q), &p0)) in x.iter().zip(&y).zip(&w0).enumerate() {
-            assert!(
-                (p - q).abs() <= 1e-4 * scale,
-                "{name}[{i}]: {p} vs {q} (largest {scale})"
-            );
-            moved += usize::from(p != p0);
-        }
-    }
-    moved
-}
-
 #[test]
 fn micro_batches_and_length_sorting_give_the_reference_update() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,8 +51,8 @@ fn micro_batches_and_length_sorting_give_the_reference_update() {
     let reference = trained(&dir.path().join("reference"), None, false);
     let one_pass = trained(&dir.path().join("micro8"), Some(8), false);
     let sorted = trained(&dir.path().join("micro4-sorted"), Some(4), true);
-    assert!(assert_same(&reference, &one_pass, &before) > 1000);
-    assert!(assert_same(&reference, &sorted, &before) > 1000);
+    assert!(assert_same_weights(&reference, &one_pass, &before, 1e-4) > 1000);
+    assert!(assert_same_weights(&reference, &sorted, &before, 1e-4) > 1000);
 
     // The comparison can fail: a different learning rate is a different model.
     let other = {
